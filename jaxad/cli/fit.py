@@ -1,0 +1,81 @@
+"""`jaxad fit`: train a method on one or more categories, then evaluate on the test split."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--model", default=None, help="method: supersimplenet (default)")
+  p.add_argument("--data", default=None,
+                 help="dataset root (MVTec AD, MVTec LOCO, VisA, KSDD2 or folder layout), tfds:<name>, "
+                      "or 'embedded' (default)")
+  p.add_argument("--category", action="append", default=None,
+                 help="category to use (repeatable); default: every category")
+  p.add_argument("--backbone", default=None, help="backbone name, e.g. wide_resnet50_2, efficientnet_lite0")
+  p.add_argument("--workdir", default=None, help="output folder (default runs/<model>_<data>)")
+  p.add_argument("--config", default=None, help="experiment file (experiments/*.py) whose get_config() sets defaults")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a setting of the model (Static or Hparams field) or of the run, e.g. epochs=40")
+
+
+def register(subparsers) -> None:
+  p = subparsers.add_parser("fit", help="train and evaluate a model", description=__doc__)
+  add_common(p)
+  p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
+  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  p.set_defaults(func=main)
+
+
+def resolve_run(args):
+  """(RunConfig, overrides) from the command line and an optional experiment file."""
+  import dataclasses
+  from jaxad import config as config_lib
+  from jaxad.experiments_loader import load_experiment
+  from jaxad.run import RunConfig
+
+  overrides: dict[str, str] = {}
+  run = RunConfig()
+  if args.config:
+    exp = load_experiment(args.config)
+    overrides.update(exp.get("set", {}))
+    run = dataclasses.replace(run, **exp.get("run", {}))
+  overrides.update(config_lib.parse_set_args(args.set))
+  if args.backbone:
+    overrides["backbone"] = args.backbone
+  run_keys = {f.name for f in dataclasses.fields(RunConfig)}
+  run = config_lib.apply_overrides(run, {k: v for k, v in overrides.items() if k in run_keys})
+  model_overrides = {k: v for k, v in overrides.items() if k not in run_keys}
+  updates = {}
+  if args.model:
+    updates["model"] = args.model
+  if args.data:
+    updates["data"] = args.data
+  if args.category:
+    updates["categories"] = tuple(args.category)
+  run = dataclasses.replace(run, **updates)
+  if args.workdir:
+    run = dataclasses.replace(run, workdir=args.workdir)
+  elif run.workdir == RunConfig.workdir:
+    tag = run.data.replace("/", "_").replace(":", "_").strip("_.")[-40:]
+    run = dataclasses.replace(run, workdir=f"runs/{run.model}_{tag}")
+  return run, model_overrides
+
+
+def main(args) -> int:
+  import dataclasses
+  from jaxad import config as config_lib
+  from jaxad.evaluate.report import markdown_table
+  from jaxad.run import build_static, run as run_all
+
+  run, overrides = resolve_run(args)
+  if args.max_steps is not None:
+    run = dataclasses.replace(run, max_steps=args.max_steps)
+  if args.no_progress:
+    run = dataclasses.replace(run, progress=False)
+  method, static, hp = build_static(run.model, overrides)
+  config_lib.check_known(overrides, static, hp)
+  rows = run_all(run, overrides)
+  print(markdown_table(rows))
+  print(f"\nreports, overlays and checkpoints: {run.workdir}")
+  return 0

@@ -1,0 +1,43 @@
+"""`jaxad test`: evaluate a trained run (from its work directory) on the test split again."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+  p = subparsers.add_parser("test", help="evaluate a trained model on the test split", description=__doc__)
+  p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run")
+  p.add_argument("--category", action="append", default=None, help="category (repeatable); default: all in workdir")
+  p.add_argument("--data", default=None, help="dataset to test on (default: the one the run trained on)")
+  p.add_argument("--overlays", type=int, default=12, help="number of heatmap overlay PNGs per category")
+  p.set_defaults(func=main)
+
+
+def main(args) -> int:
+  from pathlib import Path
+  from jaxad.errors import JaxadError
+  from jaxad.evaluate import evaluator, report
+  from jaxad.run import _member_hparams, load_trained
+  from jaxad.train.data import load_split
+
+  root = Path(args.workdir)
+  dirs = [root / c for c in args.category] if args.category else sorted(p.parent for p in root.glob("*/config.json"))
+  if not dirs:
+    raise JaxadError(f"no trained categories under {root} (expected <workdir>/<category>/config.json)")
+  rows = []
+  for d in dirs:
+    method, static, hps_M, states, (features_fn, frozen_vars), record = load_trained(d)
+    data = args.data or record["run"]["data"]
+    test = load_split(data, record["category"], "test", static.image_size, method.preprocessing(static),
+                      with_components=True, val_fraction=record["run"]["val_fraction"],
+                      seed=record["run"]["data_seed"])
+    predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
+    preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image)
+    hp_rows = _member_hparams(hps_M)
+    cat_rows = [{"category": record["category"], "member": m, **hp_rows[m], **r}
+                for m, r in enumerate(evaluator.score_members(preds, test))]
+    report.write_tables(cat_rows, d, stem="test_report")
+    report.save_overlays(test.image, preds["anomaly_map"][0], test.mask, test.file_name, preds["score"][0],
+                         d / "overlays", args.overlays)
+    rows += cat_rows
+  print(report.markdown_table(report.with_mean(rows)))
+  return 0

@@ -1,0 +1,77 @@
+"""Typed `key=value` overrides of frozen config dataclasses, and JSON records of configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+
+from jaxad.errors import ConfigError
+
+
+def _parse(text: str, like, field_type) -> object:
+  t = str(field_type)
+  text = text.strip()
+  if text.lower() in ("none", "null"):
+    return None
+  if isinstance(like, bool) or t in ("bool", "bool | None"):
+    if text.lower() in ("1", "true", "yes", "on"):
+      return True
+    if text.lower() in ("0", "false", "no", "off"):
+      return False
+    raise ValueError(f"expected true/false, got {text!r}")
+  if isinstance(like, tuple) or t.startswith("tuple"):
+    items = [p for p in text.strip("()[] ").split(",") if p.strip()]
+    inner = like[0] if like else (float if "float" in t else int if "int" in t else str)
+    kind = type(inner) if not isinstance(inner, type) else inner
+    return tuple(kind(p.strip()) for p in items)
+  if isinstance(like, int) or t in ("int", "int | None"):
+    return int(float(text)) if "e" in text.lower() else int(text)
+  if isinstance(like, float) or t in ("float", "float | None"):
+    return float(text)
+  return text
+
+
+def apply_overrides(obj, overrides: dict[str, str]):
+  """Returns a copy of dataclass `obj` with the overrides that name its fields; unknown keys ignored."""
+  fields = {f.name: f for f in dataclasses.fields(obj)}
+  hints = typing.get_type_hints(type(obj))
+  updates = {}
+  for key, text in overrides.items():
+    if key in fields:
+      try:
+        updates[key] = _parse(text, getattr(obj, key), hints.get(key, ""))
+      except ValueError as e:
+        raise ConfigError(f"--set {key}={text}: {e}") from None
+  return dataclasses.replace(obj, **updates)
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+  out = {}
+  for item in items or []:
+    if "=" not in item:
+      raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, value = item.split("=", 1)
+    out[key.strip()] = value
+  return out
+
+
+def check_known(overrides: dict[str, str], *dataclass_objs, extra: tuple[str, ...] = ()) -> None:
+  known = set(extra)
+  for obj in dataclass_objs:
+    known |= {f.name for f in dataclasses.fields(obj)}
+  unknown = sorted(set(overrides) - known)
+  if unknown:
+    raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def to_record(obj) -> dict:
+  """JSON-able dict of a dataclass (arrays become lists)."""
+  out = {}
+  for f in dataclasses.fields(obj):
+    v = getattr(obj, f.name)
+    if hasattr(v, "tolist"):
+      v = v.tolist()
+    out[f.name] = list(v) if isinstance(v, tuple) else v
+  json.dumps(out)
+  return out

@@ -1,0 +1,1 @@
+"""Prediction over a split, metrics per member, reports and heatmap overlays."""

@@ -1,0 +1,101 @@
+"""Result tables (JSON, CSV, Markdown) and heatmap overlay pictures."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+METRIC_ORDER = ("image_auroc", "image_ap", "image_f1_max", "image_auroc_map_max", "pixel_auroc", "pixel_ap",
+                "pixel_f1_max", "aupro")
+
+
+def _columns(rows: list[dict]) -> list[str]:
+  keys: list[str] = []
+  for row in rows:
+    for k in row:
+      if k not in keys:
+        keys.append(k)
+  metric_keys = [k for k in METRIC_ORDER if k in keys]
+  return [k for k in keys if k not in metric_keys] + metric_keys
+
+
+def markdown_table(rows: list[dict], digits: int = 4) -> str:
+  cols = _columns(rows)
+  fmt = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+  lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def with_mean(rows: list[dict], label_key: str = "category") -> list[dict]:
+  """Appends a 'mean' row averaging every numeric column."""
+  if len(rows) < 2:
+    return rows
+  mean = {label_key: "mean"}
+  for c in _columns(rows):
+    vals = [r[c] for r in rows if isinstance(r.get(c), float)]
+    if vals and len(vals) == len(rows):
+      mean[c] = float(np.mean(vals))
+  return rows + [mean]
+
+
+def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report") -> dict[str, Path]:
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "md": out / f"{stem}.md"}
+  paths["json"].write_text(json.dumps(rows, indent=2))
+  cols = _columns(rows)
+  with open(paths["csv"], "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=cols)
+    writer.writeheader()
+    writer.writerows(rows)
+  paths["md"].write_text(markdown_table(rows) + "\n")
+  return paths
+
+
+def denormalize(image_HxWx3: np.ndarray) -> np.ndarray:
+  return np.clip((image_HxWx3 * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def overlay(image_uint8_HxWx3: np.ndarray, map_HxW: np.ndarray, mask_HxW: np.ndarray | None = None,
+            vmin: float | None = None, vmax: float | None = None, alpha: float = 0.5) -> np.ndarray:
+  """Jet heatmap blended over the image, ground-truth outline in white; returns uint8 (H, 2W, 3): image | overlay."""
+  from matplotlib import colormaps
+  lo = float(map_HxW.min()) if vmin is None else vmin
+  hi = float(map_HxW.max()) if vmax is None else vmax
+  norm = np.clip((map_HxW - lo) / max(hi - lo, 1e-12), 0, 1)
+  heat = (colormaps["jet"](norm)[..., :3] * 255).astype(np.float32)
+  blend = (1 - alpha) * image_uint8_HxWx3.astype(np.float32) + alpha * heat
+  if mask_HxW is not None and mask_HxW.any():
+    m = mask_HxW > 0
+    edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+    blend[edge] = 255.0
+  return np.concatenate([image_uint8_HxWx3, blend.clip(0, 255).astype(np.uint8)], axis=1)
+
+
+def save_overlays(images_NxHxWx3: np.ndarray, maps_NxHxW: np.ndarray, masks_NxHxW, names: list[str],
+                  scores_N: np.ndarray, out_dir: str | Path, max_images: int = 12) -> list[Path]:
+  """Writes overlay PNGs for an even sample of the split (anomalous first); a shared colour scale."""
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  order = np.argsort(-(masks_NxHxW.reshape(len(masks_NxHxW), -1).max(1) if masks_NxHxW is not None else scores_N),
+                     kind="stable")
+  pick = order[np.linspace(0, len(order) - 1, min(max_images, len(order))).astype(int)]
+  vmin, vmax = float(np.min(maps_NxHxW)), float(np.max(maps_NxHxW))
+  paths = []
+  for i in sorted(set(pick.tolist())):
+    img = images_NxHxWx3[i]
+    img = denormalize(img) if img.dtype != np.uint8 else img
+    pic = overlay(img, maps_NxHxW[i], None if masks_NxHxW is None else masks_NxHxW[i], vmin, vmax)
+    safe = names[i].replace("/", "__").rsplit(".", 1)[0]
+    path = out / f"{safe}_score{scores_N[i]:.3f}.png"
+    Image.fromarray(pic).save(path)
+    paths.append(path)
+  return paths

@@ -1,0 +1,36 @@
+"""The interface between a method and the engine: a frozen record of pure functions.
+
+Every function works on ONE model (no M axis); the engine vmaps `init`, `train_step` and
+`predict` over the sweep axis and computes the frozen features once per batch, shared by
+all members. `static` is hashable (a jit static argument); `hp` is a pytree of scalars.
+
+  resolve(static) -> static                       fills derived defaults, validates
+  default_hparams(static) -> hp
+  preprocessing(static) -> dict                   image size and resize semantics for the data pipeline
+  steps_per_epoch(static, n_train) -> int;  total_steps(static, n_train) -> int
+  make_frozen(static) -> (features_fn, frozen_vars)   features_fn(frozen_vars, images_BxHxWx3) -> feats
+  init(static, key, hp, feats, steps_per_epoch) -> TrainState
+  train_step(static, state, feats, batch, key, hp, steps_per_epoch) -> (TrainState, metrics dict)
+  predict(static, state, feats, image_hw) -> {"score": (B,), "anomaly_map": (B, H, W), "map_score": (B,)}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  static_cls: type
+  hparams_cls: type
+  resolve: Callable
+  default_hparams: Callable
+  preprocessing: Callable
+  steps_per_epoch: Callable
+  total_steps: Callable
+  make_frozen: Callable
+  init: Callable
+  train_step: Callable
+  predict: Callable

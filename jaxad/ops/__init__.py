@@ -1,0 +1,1 @@
+"""Pure array functions (no Flax, no state) shared by data, models and evaluation."""

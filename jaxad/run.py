@@ -1,0 +1,162 @@
+"""fit → validate → test for one method over one or more categories (what `jaxad fit` runs).
+
+Workdir layout: `<workdir>/<category>/` holds checkpoints/, metrics.jsonl, provenance.json,
+config.json, validation.json (score statistics of the validation split, used for
+thresholds; never the test set), report.{json,csv,md} and overlays/*.png; the workdir root
+holds summary.{json,csv,md} across categories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jaxad import config as config_lib
+from jaxad.errors import ConfigError
+from jaxad.evaluate import evaluator, report
+from jaxad.models import get_method
+from jaxad.train import loop
+from jaxad.train.data import load_split
+from jaxad.train.state import stack_members
+
+
+@dataclasses.dataclass
+class RunConfig:
+  """Everything `jaxad fit` needs besides the method's own Static/Hparams."""
+
+  model: str = "supersimplenet"
+  data: str = "embedded"
+  categories: tuple[str, ...] = ()  # empty: every category of the dataset
+  workdir: str = "runs/default"
+  data_seed: int = 0
+  val_fraction: float = 0.1
+  max_steps: int | None = None
+  chunk: int = 25
+  ckpt_every: int = 500
+  eval_batch_size: int = 16
+  overlays: int = 12
+  progress: bool = True
+
+
+def list_categories(data: str) -> list[str]:
+  from jaxad.data.readers import list_categories as _list
+  if data == "embedded":
+    from jaxad.data.embedded import build_embedded
+    from jaxad.data.sources import default_cache_root
+    return _list(build_embedded(default_cache_root() / "embedded"), "mvtec")
+  if data.startswith("tfds:"):
+    raise ConfigError("give --category for TFDS datasets (one builder config per category)")
+  return _list(data, "auto")
+
+
+def build_static(model: str, overrides: dict[str, str], base=None):
+  method = get_method(model)
+  static = config_lib.apply_overrides(base or method.static_cls(), overrides)
+  static = method.resolve(static)
+  hp = config_lib.apply_overrides(method.default_hparams(static), overrides)
+  return method, static, hp
+
+
+def run_category(run: RunConfig, method, static, hps_M, category: str | None, log=print) -> list[dict]:
+  """Trains M members on one category, fits validation statistics, evaluates on test."""
+  workdir = Path(run.workdir) / (category or "default")
+  prep = method.preprocessing(static)
+  kw = dict(val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress)
+  train = load_split(run.data, category, "train", static.image_size, prep, **kw)
+  record = {"run": config_lib.to_record(run), "model": method.name, "category": category, "n_train": len(train),
+            "static": config_lib.to_record(static),
+            "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(json.dumps(record, indent=2))
+  frozen = method.make_frozen(static)
+  log(f"[{category}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
+  states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
+                    chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
+                    frozen=frozen)
+  features_fn, frozen_vars = frozen
+  predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
+
+  val = load_split(run.data, category, "validation", static.image_size, prep, **kw)
+  val_preds = evaluator.predict_split(predict_fn, states, frozen_vars, val.image, run.eval_batch_size)
+  val_stats = validation_statistics(val_preds)
+  (workdir / "validation.json").write_text(json.dumps(val_stats, indent=2))
+
+  test = load_split(run.data, category, "test", static.image_size, prep, with_components=True, **kw)
+  preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
+  rows = evaluator.score_members(preds, test)
+  hp_rows = _member_hparams(hps_M)
+  rows = [{"category": category or "default", "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
+  report.write_tables(rows, workdir)
+  for m in range(len(rows)):
+    out = workdir / "overlays" / (f"member{m}" if len(rows) > 1 else "")
+    report.save_overlays(test.image, preds["anomaly_map"][m], test.mask, test.file_name, preds["score"][m], out,
+                         run.overlays)
+  return rows
+
+
+def validation_statistics(preds: dict) -> dict:
+  """Per-member quantiles of validation (normal) image scores and map values: thresholds come from here."""
+  out = {}
+  for key in ("score", "map_score"):
+    v = preds[key]
+    out[key] = {f"q{q}": np.quantile(v, q / 100, axis=1).tolist() for q in (50, 90, 99, 100)}
+  maps = preds["anomaly_map"].reshape(preds["anomaly_map"].shape[0], -1)
+  out["anomaly_map"] = {f"q{q}": np.quantile(maps, q / 100, axis=1).tolist() for q in (50, 99, 99.9)}
+  return out
+
+
+def _member_hparams(hps_M) -> list[dict]:
+  fields = {k: np.asarray(v) for k, v in dataclasses.asdict(hps_M).items()}
+  m = len(fields["seed"])
+  varying = [k for k, v in fields.items() if m > 1 and not np.all(v == v[0])]
+  return [{k: fields[k][i].item() for k in varying} for i in range(m)]
+
+
+def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print) -> list[dict]:
+  """fit + test over the categories; writes per-category reports and the summary; returns all rows."""
+  method, static, hp = build_static(run_cfg.model, overrides)
+  hps_M = stack_members(hps_list or [hp])
+  categories = list(run_cfg.categories) or list_categories(run_cfg.data)
+  rows = []
+  for category in categories:
+    rows += run_category(run_cfg, method, static, hps_M, category, log=log)
+  summary = report.with_mean(rows) if len(hps_list or [hp]) == 1 else rows
+  report.write_tables(summary, run_cfg.workdir, stem="summary")
+  return summary
+
+
+def load_trained(category_dir: str | Path):
+  """(method, static, hps_M, states_M, (features_fn, frozen_vars), record) of a finished run."""
+  import jax
+  import jax.numpy as jnp
+  from jaxad.checkpoint import Checkpointer
+  from jaxad.errors import JaxadError
+
+  category_dir = Path(category_dir)
+  cfg_path = category_dir / "config.json"
+  if not cfg_path.exists():
+    raise JaxadError(f"{category_dir} is not a jaxad run folder (no config.json); give --workdir of a `jaxad fit` run")
+  record = json.loads(cfg_path.read_text())
+  method = get_method(record["model"])
+  fields = {f.name for f in dataclasses.fields(method.static_cls)}
+  static_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in record["static"].items() if k in fields}
+  static = method.resolve(method.static_cls(**static_kw))
+  hp_fields = record["hparams"]
+  m = len(hp_fields["seed"])
+  hps_M = stack_members([method.hparams_cls(**{k: v[i] for k, v in hp_fields.items()}) for i in range(m)])
+  features_fn, frozen_vars = method.make_frozen(static)
+  h, w = static.image_size
+  example = jax.jit(features_fn)(frozen_vars, jnp.zeros((1, h, w, 3), jnp.float32))
+  n_train = int(record.get("n_train", static.batch_size))
+  trainer = loop.Trainer(method, static, hps_M, n_train, features_fn, frozen_vars)
+  states = trainer.init_states(example)
+  ckpt = Checkpointer(category_dir)
+  step = ckpt.latest_step()
+  if step is None:
+    raise JaxadError(f"no checkpoint in {category_dir / 'checkpoints'}; the run has not saved yet")
+  states, _ = ckpt.restore(step, states)
+  ckpt.close()
+  return method, static, hps_M, states, (features_fn, frozen_vars), record

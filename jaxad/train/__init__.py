@@ -1,0 +1,1 @@
+"""Training engine shared by every method: state, optimisers, the host loop, checkpoints."""

@@ -1,0 +1,41 @@
+"""Loads a whole split into host memory, preprocessed for one method (`SplitData`).
+
+Uses the data pipeline's own per-sample transforms (jaxad.data.transforms: `Resize`,
+`Finalize`), so the in-memory path and the streaming grain path see identical arrays.
+Anomaly-detection training sets are small (hundreds of images), which is what makes the
+on-device feature cache of the training loop possible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxad.data.sources import make_source
+from jaxad.data.transforms import Finalize, PreprocessConfig, Resize, as_size
+from jaxad.errors import DataError
+from jaxad.train.loop import SplitData
+
+
+def load_split(data_spec: str, category: str | None, split: str, image_size, preprocess: PreprocessConfig, *,
+               with_components: bool = False, val_fraction: float = 0.1, seed: int = 0,
+               progress: bool = False, **reader_options) -> SplitData:
+  """Every sample of one split, resized and normalised, stacked into `SplitData`."""
+  source = make_source(data_spec, category, split, val_fraction=val_fraction, seed=seed, **reader_options)
+  if len(source) == 0:
+    raise DataError(f"the {split} split of {data_spec!r} (category {category!r}) is empty")
+  resize = Resize(as_size(image_size), preprocess)
+  finalize = Finalize(normalize=preprocess.normalize, with_components=with_components)
+  items = range(len(source))
+  if progress:
+    from tqdm.auto import tqdm
+    items = tqdm(items, desc=f"loading {split}", unit="img", leave=False)
+  samples = [finalize.map(resize.map(dict(source[i]))) for i in items]
+  return SplitData(
+      image=np.stack([s["image"] for s in samples]),
+      mask=np.stack([s["mask"] for s in samples]).astype(np.float32),
+      label=np.array([s["label"] for s in samples], np.int32),
+      is_segmented=np.array([s["is_segmented"] for s in samples], bool),
+      components=np.stack([s["components"] for s in samples]) if with_components else None,
+      file_name=[str(s["file_name"]) for s in samples],
+      defect_type=[str(s["defect_type"]) for s in samples],
+  )
