@@ -22,6 +22,7 @@ high half, label or region index in the low half), which numpy sorts ~10× faste
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 _F1_EPS = 1e-10  # anomalib F1Max
-_LOW32 = np.uint64(0xFFFFFFFF)
+_HIGH, _LOW = (1, 0) if sys.byteorder == "little" else (0, 1)  # uint32 halves of a uint64
 
 
 class MetricInputError(JaxadError, ValueError):
@@ -108,27 +109,36 @@ def _descending(scores: np.ndarray, payload: np.ndarray) -> tuple[np.ndarray, np
   """Sorts `payload` (uint32) by score, highest first; returns (tie-group ends, payload)."""
   scores = scores.reshape(-1)
   payload = payload.reshape(-1)
-  as_f32 = scores.astype(np.float32)
-  if scores.dtype == np.float32 or np.array_equal(as_f32, scores):
-    bits = (as_f32 + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into +0.0
-    flip = (bits >> np.uint32(31)) * np.uint32(0x7FFFFFFF) | np.uint32(0x80000000)
-    key = (bits ^ flip).astype(np.uint64)  # unsigned order == float order
-    key <<= np.uint64(32)
-    key |= payload
-    key.sort()
-    key = key[::-1]
-    score_key = (key >> np.uint64(32)).astype(np.uint32)
-    payload = (key & _LOW32).astype(np.uint32)
-  else:
-    order = np.argsort(scores, kind="stable")[::-1]
-    score_key = scores[order]
-    payload = payload[order]
-  ends = np.flatnonzero(score_key[1:] != score_key[:-1])
-  return np.append(ends, score_key.size - 1), payload
+  if scores.dtype != np.float32:
+    as_f32 = scores.astype(np.float32)
+    if not np.array_equal(as_f32, scores):
+      order = np.argsort(scores, kind="stable")[::-1]
+      return _tie_ends(scores[order]), payload[order]
+    scores = as_f32
+  bits = np.negative(scores)  # ascending -score = descending score
+  bits += np.float32(0)  # -0.0 becomes +0.0, so the two zeros tie
+  bits = bits.view(np.uint32)
+  flip = bits >> np.uint32(31)
+  flip *= np.uint32(0x7FFFFFFF)
+  flip |= np.uint32(0x80000000)
+  bits ^= flip  # unsigned order of the bits = float order
+  packed = np.empty(scores.size, np.uint64)
+  halves = packed.view(np.uint32)
+  halves[_HIGH::2] = bits
+  halves[_LOW::2] = payload
+  packed.sort()
+  return _tie_ends(halves[_HIGH::2]), halves[_LOW::2]
+
+
+def _tie_ends(keys_desc: np.ndarray) -> np.ndarray:
+  """Index of the last element of each run of equal keys."""
+  return np.append(np.flatnonzero(keys_desc[1:] != keys_desc[:-1]), keys_desc.size - 1)
 
 
 def _counts_from_sorted(ends: np.ndarray, positive_desc: np.ndarray) -> _Counts:
-  tps = np.cumsum(positive_desc, dtype=np.int64)[ends]
+  cumulative = positive_desc.astype(np.int64)
+  np.cumsum(cumulative, out=cumulative)
+  tps = cumulative[ends]
   return _Counts(tps, ends.astype(np.int64) + 1 - tps)
 
 
@@ -136,7 +146,7 @@ def _binary_counts(scores: np.ndarray, labels: np.ndarray, name: str) -> _Counts
   _same_shape(scores, labels, f"{name} scores/labels")
   _both_classes(int(labels.sum()), labels.size, f"{name} labels")
   ends, labels_desc = _descending(scores, labels.astype(np.uint32))
-  return _counts_from_sorted(ends, labels_desc.astype(bool))
+  return _counts_from_sorted(ends, labels_desc)
 
 
 def _auroc(c: _Counts) -> float:
@@ -242,28 +252,48 @@ def connected_components(mask_HxW: ArrayLike) -> np.ndarray:
 
 def _region_index(components_NxHxW: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Renumbers regions 1..R by (image, label); returns (index_NxHxW uint32, sizes_R)."""
-  comps = components_NxHxW.reshape(components_NxHxW.shape[0], -1).astype(np.int64)
-  foreground = np.flatnonzero(comps)
-  image_of_pixel = foreground // comps.shape[1]
-  pair = image_of_pixel * (int(comps.max()) + 1) + comps.reshape(-1)[foreground]
+  flat = components_NxHxW.reshape(-1)
+  foreground = np.flatnonzero(flat)
+  image_of_pixel = foreground // (flat.size // components_NxHxW.shape[0])
+  pair = image_of_pixel * (int(flat.max()) + 1) + flat[foreground]
   _, region_of_pixel = np.unique(pair, return_inverse=True)
-  index = np.zeros(comps.size, np.uint32)
+  index = np.zeros(flat.size, np.uint32)
   index[foreground] = region_of_pixel + 1
   return index.reshape(components_NxHxW.shape), np.bincount(region_of_pixel)
 
 
-def _aupro_sorted(ends: np.ndarray, region_desc: np.ndarray, region_sizes: np.ndarray,
-                  fpr_limit: float) -> float:
-  """AUPRO from pixels sorted by descending score (region index, 0 = background)."""
+class _SortedPixels(NamedTuple):
+  """Pixels by descending score: tie-group ends, region index (0 = background), counts."""
+  ends: np.ndarray
+  region_desc: np.ndarray
+  region_sizes: np.ndarray
+  counts: _Counts  # tps = anomalous pixels, fps = background pixels
+
+
+def _sorted_pixels(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike) -> _SortedPixels:
+  maps = _scores(maps_NxHxW, "anomaly maps")
+  comps = _components(components_NxHxW, "components")
+  _same_shape(maps, comps, "anomaly maps/components", ndim=3)
+  index, sizes = _region_index(comps)
+  ends, region_desc = _descending(maps, index)
+  return _SortedPixels(ends, region_desc, sizes, _counts_from_sorted(ends, region_desc != 0))
+
+
+def _check_fpr_limit(fpr_limit: float) -> None:
   if not 0.0 < fpr_limit <= 1.0:
     raise MetricInputError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
-  background = np.cumsum(region_desc == 0, dtype=np.int64)[ends]
-  if region_sizes.size == 0 or background[-1] == 0:
+
+
+def _aupro(pixels: _SortedPixels, fpr_limit: float) -> float:
+  background = pixels.counts.fps
+  num_regions = pixels.region_sizes.size
+  if num_regions == 0 or background[-1] == 0:
     raise MetricInputError("aupro needs at least one anomalous region and one background pixel")
-  inverse_size = np.concatenate([[0.0], 1.0 / region_sizes])
-  overlap = np.cumsum(inverse_size[region_desc])[ends] / region_sizes.size
+  inverse_size = np.concatenate([[0.0], 1.0 / pixels.region_sizes])
+  overlap = inverse_size[pixels.region_desc]
+  np.cumsum(overlap, out=overlap)
   fpr = np.concatenate([[0.0], background / background[-1]])
-  pro = np.concatenate([[0.0], overlap])
+  pro = np.concatenate([[0.0], overlap[pixels.ends] / num_regions])
   last = np.searchsorted(fpr, fpr_limit, side="right") - 1  # last point with fpr <= limit
   fpr_clip, pro_clip = fpr[:last + 1], pro[:last + 1]
   if fpr[last] < fpr_limit:
@@ -272,16 +302,6 @@ def _aupro_sorted(ends: np.ndarray, region_desc: np.ndarray, region_sizes: np.nd
     pro_clip = np.append(pro_clip, pro[last] + step * (pro[last + 1] - pro[last]))
   area = np.sum(np.diff(fpr_clip) * (pro_clip[1:] + pro_clip[:-1])) / 2.0
   return float(area / fpr_limit)
-
-
-def _pixel_inputs(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  maps = _scores(maps_NxHxW, "anomaly maps")
-  comps = _components(components_NxHxW, "components")
-  _same_shape(maps, comps, "anomaly maps/components", ndim=3)
-  index, sizes = _region_index(comps)
-  ends, region_desc = _descending(maps, index)
-  return ends, region_desc, sizes
 
 
 def aupro(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike, fpr_limit: float = 0.3) -> float:
@@ -294,7 +314,8 @@ def aupro(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike, fpr_limit: float =
       mask works only if every image has at most one region; else use `connected_components`.
     fpr_limit: upper integration limit on the global false positive rate.
   """
-  return _aupro_sorted(*_pixel_inputs(maps_NxHxW, components_NxHxW), fpr_limit)
+  _check_fpr_limit(fpr_limit)
+  return _aupro(_sorted_pixels(maps_NxHxW, components_NxHxW), fpr_limit)
 
 
 def compute_all(image_scores_N: ArrayLike, image_labels_N: ArrayLike,
@@ -304,9 +325,11 @@ def compute_all(image_scores_N: ArrayLike, image_labels_N: ArrayLike,
   """All metrics; pixel metrics (one shared sort) only when `maps_NxHxW` is given.
 
   Returns keys image_auroc, image_ap, image_f1_max and, with maps, pixel_auroc, pixel_ap,
-  pixel_f1_max and aupro. Components are computed from the masks when not given; given
+  pixel_f1_max and aupro. Masks must hold both classes (so there is at least one region for
+  AUPRO). Components are computed from the masks (8-connectivity) when not given; given
   components must be > 0 exactly where the mask is 1.
   """
+  _check_fpr_limit(fpr_limit)
   counts = _image_counts(image_scores_N, image_labels_N)
   result = {"image_auroc": _auroc(counts), "image_ap": _average_precision(counts),
             "image_f1_max": _f1_max(counts)}
@@ -314,9 +337,9 @@ def compute_all(image_scores_N: ArrayLike, image_labels_N: ArrayLike,
     return result
   if masks_NxHxW is None:
     raise MetricInputError("pixel metrics need masks_NxHxW together with maps_NxHxW")
+  maps = _scores(maps_NxHxW, "anomaly maps")
   masks = _binary(masks_NxHxW, "masks")
-  if masks.ndim != 3:
-    raise MetricInputError(f"masks must be (N, H, W), got shape {masks.shape}")
+  _same_shape(maps, masks, "anomaly maps/masks", ndim=3)
   _both_classes(int(masks.sum()), masks.size, "mask pixels")
   if components_NxHxW is None:
     comps = connected_components(masks)
@@ -325,9 +348,7 @@ def compute_all(image_scores_N: ArrayLike, image_labels_N: ArrayLike,
     _same_shape(comps, masks, "components/masks")
     if not np.array_equal(comps > 0, masks):
       raise MetricInputError("components disagree with masks (components > 0 must equal masks)")
-  ends, region_desc, sizes = _pixel_inputs(maps_NxHxW, comps)
-  pixel = _counts_from_sorted(ends, region_desc != 0)
-  result.update(pixel_auroc=_auroc(pixel), pixel_ap=_average_precision(pixel),
-                pixel_f1_max=_f1_max(pixel), aupro=_aupro_sorted(ends, region_desc, sizes,
-                                                                  fpr_limit))
+  pixels = _sorted_pixels(maps, comps)
+  result.update(pixel_auroc=_auroc(pixels.counts), pixel_ap=_average_precision(pixels.counts),
+                pixel_f1_max=_f1_max(pixels.counts), aupro=_aupro(pixels, fpr_limit))
   return result

@@ -119,7 +119,7 @@ def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print)
   """fit + test over the categories; writes per-category reports and the summary; returns all rows."""
   method, static, hp = build_static(run_cfg.model, overrides)
   hps_M = stack_members(hps_list or [hp])
-  categories = list(run_cfg.categories) or list_categories(run_cfg.data)
+  categories = list(run_cfg.categories) or list_categories(run_cfg.data) or [None]
   rows = []
   for category in categories:
     rows += run_category(run_cfg, method, static, hps_M, category, log=log)

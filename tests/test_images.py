@@ -9,8 +9,8 @@ from jaxad.data.records import SampleRef
 from jaxad.errors import DataError
 
 
-def _save(path, array, mode=None):
-  Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+def _save(path, array):
+  Image.fromarray(array).save(path)
   return path
 
 
@@ -46,7 +46,8 @@ def test_grayscale_is_repeated_to_rgb(tmp_path, rgb):
 def test_16bit_grayscale_keeps_the_high_byte(tmp_path, rng):
   values = rng.integers(0, 65536, (8, 9), dtype=np.uint16)
   path = _save(tmp_path / "deep.png", values)
-  assert Image.open(path).mode.startswith("I")
+  with Image.open(path) as raw:
+    assert raw.mode.startswith("I")
   image = load_image(path)
   np.testing.assert_array_equal(image, np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=-1))
 

@@ -102,11 +102,13 @@ def test_connected_components_8_connectivity():
 
 # --- against sklearn and the slow reference -------------------------------------------------
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_binary_metrics_match_sklearn_with_ties(seed):
+# float32 and exact float64/int scores take the packed sort, other float64 the argsort path.
+@pytest.mark.parametrize("seed, dtype", [(0, np.float32), (1, np.float64), (2, np.int64)])
+def test_binary_metrics_match_sklearn_with_ties(seed, dtype):
   rng = np.random.default_rng(seed)
   labels = rng.random(500) < 0.3
-  scores = (rng.integers(0, 40, 500) + 8 * labels).astype(np.float32) / 7
+  scores = (rng.integers(0, 40, 500) + 8 * labels).astype(dtype)
+  scores = scores / 7 if dtype == np.float64 else scores
   assert metrics.auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
   assert metrics.average_precision(scores, labels) == pytest.approx(
       average_precision_score(labels, scores), abs=1e-12)
@@ -178,6 +180,9 @@ def test_compute_all(rng):
     (lambda: metrics.aupro(np.zeros((1, 1, 2)), [[[0, 1]]], fpr_limit=0), "fpr_limit"),
     (lambda: metrics.aupro(np.zeros((1, 1, 2)), [[[0.0, 1.0]]]), "integer"),
     (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2))), "masks"),
+    (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2)), np.eye(2)[:, None]),
+     "maps/masks: expected 3-D"),
+    (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2)), np.eye(2)), "3-D"),
     (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2)),
                                  [[[0, 1]], [[0, 0]]], [[[0, 0]], [[0, 1]]]), "disagree"),
 ])

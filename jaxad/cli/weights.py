@@ -37,7 +37,7 @@ def _list(args: argparse.Namespace) -> int:
     rows.append((name, _size_text(record), _source_text(record), cached))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   for row in rows:
-    print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
   print(f"\ncache: {weights.cache_dir_path(args.cache_dir)}")
   return 0
 

@@ -94,8 +94,9 @@ def _relative(path: Path, base: Path) -> str:
 
 def _seeded_order(names: list[str], seed: int, salt: str) -> list[str]:
   """`names` ordered by SHA-256 of (seed, salt, name): a seeded shuffle independent of input order."""
-  digest = lambda name: hashlib.sha256(f"{seed}:{salt}:{name}".encode()).hexdigest()  # noqa: E731
-  return sorted(names, key=lambda name: (digest(name), name))
+  def key(name: str) -> tuple[str, str]:
+    return hashlib.sha256(f"{seed}:{salt}:{name}".encode()).hexdigest(), name
+  return sorted(names, key=key)
 
 
 def _held_out_count(total: int, fraction: float) -> int:
@@ -105,10 +106,9 @@ def _held_out_count(total: int, fraction: float) -> int:
   return min(max(math.floor(fraction * total + 0.5), 1), total - 1)
 
 
-def _check_fraction(name: str, value: float) -> float:
+def _check_fraction(name: str, value: float) -> None:
   if not 0.0 <= float(value) < 1.0:
     raise ConfigError(f"{name} must be in [0, 1), got {value}")
-  return float(value)
 
 
 def _sorted(refs: list[SampleRef]) -> list[SampleRef]:
@@ -353,7 +353,7 @@ def read_folder(root: str | os.PathLike, *, normal_dir: str, abnormal_dir: str |
     mask_dir: masks of the anomalous images, matched by stem: `<stem><mask_suffix>.<ext>`.
       Without it, anomalous images are weakly labelled (`is_segmented=False`).
     normal_test_dir: normal test images; when None, a seeded `normal_test_fraction` of
-      `normal_dir` goes to test (if there are anomalous images or the fraction is > 0).
+      `normal_dir` goes to test instead of train.
     mask_suffix: e.g. "_mask" for `ground_truth/001_mask.png`.
     normal_test_fraction: fraction of normal images moved to test when no normal_test_dir.
     val_fraction, seed, val_from_test: as for the other readers.
@@ -518,18 +518,15 @@ def read_dataset(root: str | os.PathLike, *, format: str = "auto", category: str
     raise ConfigError(f"options {unknown} do not apply to format {fmt!r} (allowed: {allowed})")
   common = dict(val_fraction=val_fraction, seed=seed, val_from_test=val_from_test)
   if fmt == "mvtec":
-    splits = read_mvtec(_category_root(root, fmt, category), **common)
-  elif fmt == "mvtec_loco":
-    splits = read_mvtec_loco(_category_root(root, fmt, category), **common)
-  elif fmt == "visa":
-    splits = read_visa(root, _choose_category(root, fmt, category), **common)
-  else:
-    if category is not None:
-      raise DataError(f"{fmt} dataset {root} has no categories, got category {category!r}")
-    if fmt == "ksdd2":
-      splits = read_ksdd2(root, **common, **options)
-    else:
-      if "normal_dir" not in options:
-        raise ConfigError("format 'folder' needs normal_dir=... (the folder of normal images)")
-      splits = read_folder(root, **common, **options)
-  return splits
+    return read_mvtec(_category_root(root, fmt, category), **common)
+  if fmt == "mvtec_loco":
+    return read_mvtec_loco(_category_root(root, fmt, category), **common)
+  if fmt == "visa":
+    return read_visa(root, _choose_category(root, fmt, category), **common)
+  if category is not None:
+    raise DataError(f"{fmt} dataset {root} has no categories, got category {category!r}")
+  if fmt == "ksdd2":
+    return read_ksdd2(root, **common, **options)
+  if "normal_dir" not in options:
+    raise ConfigError("format 'folder' needs normal_dir=... (the folder of normal images)")
+  return read_folder(root, **common, **options)

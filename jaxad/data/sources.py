@@ -80,6 +80,10 @@ class TfdsSource:
   def _check_built(self) -> None:
     folder = self.data_dir / self.name
     versions = [p for p in folder.glob("*") if (p / "dataset_info.json").is_file()] if folder.is_dir() else []
+    configs = sorted({p.parent.parent.name for p in folder.glob("*/*/dataset_info.json")}) if folder.is_dir() else []
+    if not versions and configs:
+      raise DataError(f"TFDS dataset {self.name!r} in {self.data_dir} has configs {', '.join(configs)}; "
+                      f"name one (tfds:{self.name}/<config>, or pass the category)")
     if not versions:
       raise DataError(
           f"TFDS dataset {self.name!r} is not built under {self.data_dir} (no {folder}/<version>/dataset_info.json); "

@@ -6,8 +6,9 @@ image resampler is named after the library whose result it reproduces:
 * "torch-bilinear": `F.interpolate(bilinear, align_corners=False)` on float images (no
   antialiasing when shrinking).
 * "torch-bilinear-antialias": torchvision `Resize` on float tensors (anomalib), antialiased.
-* "pil-bilinear": torchvision `Resize` on PIL images (SimpleNet, EfficientAD's reference code):
-  antialiased bilinear, result rounded to uint8 as PIL does.
+* "pil-bilinear": torchvision `Resize` on PIL images (SimpleNet, EfficientAD's reference code),
+  done by PIL itself (exact; PIL's fixed-point two-pass result differs by a gray level from
+  an exact antialiased bilinear on many pixels).
 * "cv2-bilinear": OpenCV `INTER_LINEAR` on uint8 images (SuperSimpleNet's albumentations
   pipeline): torch-bilinear rounded to uint8. Deviation: OpenCV's 11-bit fixed-point weights
   can differ from exact rounding by one gray level on some pixels.
@@ -16,7 +17,7 @@ image resampler is named after the library whose result it reproduces:
 `PreprocessConfig.resize_shorter` switches to torchvision's `Resize(int)` + `CenterCrop`
 (SimpleNet: shorter side 329, crop 288). Masks use PyTorch/OpenCV "nearest" by default
 (stays in {0, 1}); "pil-bilinear-is-one" reproduces SimpleNet's test masks: the 0/255 mask is
-resized like the image by PIL and only pixels that are exactly 255 afterwards stay anomalous
+resized by PIL like the image and only pixels that are exactly 255 afterwards stay anomalous
 (methods.md §2.1; boundary pixels become normal). Components are recomputed after resizing
 and flipping (8-connectivity). The ImageNet normalisation is done in float32 like
 torchvision's `ToTensor` + `Normalize`.
@@ -25,8 +26,9 @@ torchvision's `ToTensor` + `Normalize`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
-from typing import Any
+from typing import Any, Callable
 
 import grain
 import numpy as np
@@ -41,13 +43,6 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 IMAGE_RESIZES = ("torch-bilinear", "torch-bilinear-antialias", "pil-bilinear", "cv2-bilinear", "none")
 MASK_RESIZES = ("nearest", "pil-bilinear-is-one")
-# (antialias, round to uint8) of each image resampler.
-_RESAMPLERS = {
-    "torch-bilinear": (False, False),
-    "torch-bilinear-antialias": (True, False),
-    "pil-bilinear": (True, True),
-    "cv2-bilinear": (False, True),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,24 +145,32 @@ def decode_record(record: dict[str, Any]) -> Sample:
 # ----------------------------------------------------------------------------- resizing
 
 
-def _resize_and_crop(x: np.ndarray, size: tuple[int, int], resize_shorter: int | None, channels_last: bool,
-                     **resize_kw) -> np.ndarray:
-  """Resizes x (float) to `size`, or shorter side → `resize_shorter` then center crop to `size`."""
-  height, width = x.shape[:2]
+def _resized_size_and_crop(height: int, width: int, size: tuple[int, int],
+                           resize_shorter: int | None) -> tuple[tuple[int, int], tuple[int, int]]:
+  """(size after resizing, top-left corner of the crop to `size`)."""
   if resize_shorter is None:
-    return resize(x, size, channels_last=channels_last, **resize_kw)
+    return size, (0, 0)
   mid_h, mid_w = shorter_side_size(height, width, resize_shorter)
   if mid_h < size[0] or mid_w < size[1]:
     raise ConfigError(f"cannot center-crop {size} from an image resized to {(mid_h, mid_w)} "
                       f"(resize_shorter={resize_shorter} is too small)")
-  x = resize(x, (mid_h, mid_w), channels_last=channels_last, **resize_kw)
-  top = center_crop_box(mid_h, mid_w, size[0])[0]
-  left = center_crop_box(mid_h, mid_w, size[1])[1]
-  return x[top:top + size[0], left:left + size[1]]
+  return (mid_h, mid_w), (center_crop_box(mid_h, mid_w, size[0])[0], center_crop_box(mid_h, mid_w, size[1])[1])
+
+
+def _resize_and_crop(x: np.ndarray, size: tuple[int, int], resize_shorter: int | None,
+                     resize_fn: Callable[[np.ndarray, tuple[int, int]], np.ndarray]) -> np.ndarray:
+  """Resizes x to `size`, or its shorter side to `resize_shorter` and then center-crops `size`."""
+  mid, (top, left) = _resized_size_and_crop(x.shape[0], x.shape[1], size, resize_shorter)
+  return resize_fn(x, mid)[top:top + size[0], left:left + size[1]]
+
+
+def _pil_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """PIL's own bilinear resize of a uint8 image (what torchvision does on PIL images)."""
+  return np.asarray(Image.fromarray(x).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 def _round_uint8(x: np.ndarray) -> np.ndarray:
-  """Round half up and clip, as PIL's and OpenCV's uint8 resamplers do."""
+  """Round half up and clip, as OpenCV's uint8 resampler does."""
   return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
 
 
@@ -177,22 +180,26 @@ def resize_image(image: np.ndarray, size: tuple[int, int], config: PreprocessCon
     if image.shape[:2] != tuple(size):
       raise DataError(f"image is {image.shape[:2]} but image_resize='none' needs {tuple(size)}")
     return image.astype(np.float32) / np.float32(255.0)
-  antialias, to_uint8 = _RESAMPLERS[config.image_resize]
-  if to_uint8:
-    resized = _resize_and_crop(image.astype(np.float32), size, config.resize_shorter, True, antialias=antialias)
+  if config.image_resize == "pil-bilinear":
+    resized = _resize_and_crop(image, size, config.resize_shorter, _pil_bilinear)
+    return resized.astype(np.float32) / np.float32(255.0)
+  antialias = config.image_resize == "torch-bilinear-antialias"
+  torch_resize = functools.partial(resize, antialias=antialias)
+  if config.image_resize == "cv2-bilinear":
+    resized = _resize_and_crop(image.astype(np.float32), size, config.resize_shorter, torch_resize)
     return _round_uint8(resized).astype(np.float32) / np.float32(255.0)
   unit = image.astype(np.float32) / np.float32(255.0)
-  return _resize_and_crop(unit, size, config.resize_shorter, True, antialias=antialias).astype(np.float32)
+  return _resize_and_crop(unit, size, config.resize_shorter, torch_resize).astype(np.float32)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int], config: PreprocessConfig) -> np.ndarray:
   """(H, W) {0, 1} → (h, w) uint8 {0, 1} with the configured mask resampler."""
   if config.mask_resize == "nearest":
-    resized = _resize_and_crop(mask.astype(np.float32), size, config.resize_shorter, False, method="nearest")
+    nearest = functools.partial(resize, method="nearest", channels_last=False)
+    resized = _resize_and_crop(mask.astype(np.float32), size, config.resize_shorter, nearest)
     return (resized > 0.5).astype(np.uint8)
-  resized = _resize_and_crop(mask.astype(np.float32) * np.float32(255.0), size, config.resize_shorter, False,
-                             antialias=True)
-  return (_round_uint8(resized) == 255).astype(np.uint8)
+  resized = _resize_and_crop(mask.astype(np.uint8) * np.uint8(255), size, config.resize_shorter, _pil_bilinear)
+  return (resized == 255).astype(np.uint8)
 
 
 def normalize_image(image: np.ndarray) -> np.ndarray:

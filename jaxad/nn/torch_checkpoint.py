@@ -10,9 +10,9 @@ Formats (detected from the file's first bytes, not its name):
 
 Safety: pickles are read by a restricted unpickler whose `find_class` hands out only the
 globals a weights file needs (`collections.OrderedDict`, the `torch._utils._rebuild_*`
-tensor/parameter functions, `torch.<Type>Storage`, torch dtypes, `torch.Size`), each mapped
-to a local stand-in; any other global is refused with a `WeightsError` naming it. Nothing
-from torch is imported and no code from the file runs.
+tensor/parameter functions, `torch.<Type>Storage`, `torch.storage.UntypedStorage`, torch
+dtypes, `torch.Size`), each mapped to a local stand-in; any other global is refused with a
+`WeightsError` naming it. Nothing from torch is imported and no code from the file runs.
 
 Reference: torch/serialization.py and torch/_utils.py (torch 2.x), read for the layout only.
 Deviations: tensors become contiguous numpy copies (strides are honoured while copying);
@@ -141,7 +141,7 @@ class _PendingTensor:
     if 0 in self.size:
       return np.zeros(self.size, self.dtype)
     flat = self.storage.as_dtype(self.dtype)
-    last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+    last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
     if last >= flat.size:
       raise ValueError(f"tensor of size {self.size}, stride {self.stride} at offset {self.offset} "
                        f"reaches past its storage of {flat.size} elements")

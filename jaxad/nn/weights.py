@@ -62,7 +62,8 @@ class WeightsRecord:
   approx_mib: float | None = None
 
 
-_TORCHVISION_LICENSE = "BSD-3-Clause (torchvision); trained on ImageNet-1k, whose terms allow non-commercial research use"
+_TORCHVISION_LICENSE = ("BSD-3-Clause (torchvision); trained on ImageNet-1k, whose terms allow non-commercial "
+                        "research use")
 _EFFICIENTAD_ZIP = ("https://github.com/open-edge-platform/anomalib/releases/download/"
                     "efficientad_pretrained_weights/efficientad_pretrained_weights.zip")
 _EFFICIENTAD_ZIP_SHA256 = "c09aeaa2b33f244b3261a5efdaeae8f8284a949470a4c5a526c61275fe62684a"

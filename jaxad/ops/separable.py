@@ -24,7 +24,7 @@ def apply_separable(x, mat_h: np.ndarray, mat_w: np.ndarray, *, channels_last: b
     Array of shape (..., H_out, W_out[, C]), float32 (numpy in → numpy out, jax in → jax out).
   """
   if isinstance(x, np.ndarray) or np.isscalar(x):
-    xp, kw = np, {}
+    xp, kw = np, {"optimize": True}
     x = np.asarray(x, np.float32)
   else:
     import jax

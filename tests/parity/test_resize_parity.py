@@ -79,9 +79,9 @@ def _jaxad_matrix(in_size: int, out_size: int, mode: str, kwargs: dict) -> np.nd
 
 @pytest.mark.parametrize("mode,kwargs", MODES)
 def test_all_small_size_pairs_match_torch(mode, kwargs):
-  """Every 1-D resize between sizes 1..40."""
-  for in_size in range(1, 41):
-    for out_size in range(1, 41):
+  """Every 1-D resize between sizes 1..32."""
+  for in_size in range(1, 33):
+    for out_size in range(1, 33):
       np.testing.assert_allclose(_jaxad_matrix(in_size, out_size, mode, kwargs),
                                  _torch_matrix(in_size, out_size, mode, kwargs),
                                  rtol=0, atol=1e-6, err_msg=f"{mode} {kwargs} {in_size}->{out_size}")

@@ -11,8 +11,8 @@ Build (array_record, no TensorFlow needed):
         --data_dir ~/tensorflow_datasets [--categories bottle,cable]
 
 or from Python `jaxad.data.tfds_builders.build_tfds("mvtec_ad", manual_dir, data_dir)`.
-With TensorFlow installed, the TFDS CLI works too (it imports TensorFlow, so it fails
-without it):
+The TFDS CLI imports TensorFlow (it fails without it); with TensorFlow installed this
+should work too (not tested: jaxad's environment has no TensorFlow):
 
     tfds build jaxad/data/tfds_builders/mvtec_ad.py --manual_dir ~/data/mvtec_anomaly_detection \
         --file_format array_record

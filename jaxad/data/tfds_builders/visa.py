@@ -11,11 +11,12 @@ Build (array_record, no TensorFlow needed):
     python -m jaxad.data.tfds_builders visa --manual_dir ~/data/visa \
         --data_dir ~/tensorflow_datasets [--categories candle,pcb1]
 
-or `jaxad.data.tfds_builders.build_tfds("visa", manual_dir, data_dir)`; with TensorFlow
-installed also `tfds build jaxad/data/tfds_builders/visa.py --manual_dir ~/data/visa
---file_format array_record`. Splits: train, validation (seeded 10 % of the normal training
-images, seed 0), test. JPEG images are stored as their original bytes (see
-`jaxad.data.tfds_builders.base`).
+or `jaxad.data.tfds_builders.build_tfds("visa", manual_dir, data_dir)`. With TensorFlow
+installed, `tfds build jaxad/data/tfds_builders/visa.py --manual_dir ~/data/visa
+--file_format array_record` should work too (not tested; the TFDS CLI needs TensorFlow).
+
+Splits: train, validation (seeded 10 % of the normal training images, seed 0), test. JPEG
+images are stored as their original bytes (see `jaxad.data.tfds_builders.base`).
 """
 
 from __future__ import annotations

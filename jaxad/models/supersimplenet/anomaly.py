@@ -29,7 +29,8 @@ def generate_anomalies(key, feats_BxHxWxC, adapted_BxHxWxC, masks_BxHxW, labels_
   adapted = duplicate(adapted_BxHxWxC)
   masks = duplicate(masks_BxHxW)
   labels = duplicate(labels_B.astype(jnp.float32))
-  noise = noise_std * jax.random.normal(key_noise, adapted.shape, adapted.dtype)
+  # Drawn flat and reshaped: XLA compiles rank-4 threefry draws several times slower on CPU.
+  noise = noise_std * jax.random.normal(key_noise, (adapted.size,), adapted.dtype).reshape(adapted.shape)
   noise_mask = perlin_masks(key_perlin, 2 * b, (h, w), perlin_threshold, p_empty=p_empty,
                             rescale_if_empty=rescale_if_empty)
   if not overlap:

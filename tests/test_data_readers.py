@@ -1,0 +1,342 @@
+"""Dataset readers, summary, contact sheet and `jaxad data` on tiny fake datasets of each layout."""
+
+import csv
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxad import cli
+from jaxad.data.images import load_sample
+from jaxad.data.readers import detect_format, list_categories, read_dataset
+from jaxad.data.summary import dataset_summary, format_summary
+from jaxad.errors import ConfigError, DataError
+
+SIZE = (12, 16)  # (H, W) of every fake image
+
+
+def _image(path, seed=0, size=SIZE):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+  return path
+
+
+def _mask(path, boxes, value=255, size=SIZE):
+  """A mask PNG with `value` inside each (top, left, bottom, right) box."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  mask = np.zeros(size, np.uint8)
+  for top, left, bottom, right in boxes:
+    mask[top:bottom, left:right] = value
+  Image.fromarray(mask).save(path)
+  return path
+
+
+def _mvtec(root, categories=("bottle", "cable"), n_train=10, defects=("crack", "hole")):
+  for category in categories:
+    base = root / category
+    for i in range(n_train):
+      _image(base / "train" / "good" / f"{i:03d}.png", i)
+    for i in range(2):
+      _image(base / "test" / "good" / f"{i:03d}.png", 100 + i)
+    for defect in defects:
+      for i in range(2):
+        _image(base / "test" / defect / f"{i:03d}.png", 200 + i)
+        _mask(base / "ground_truth" / defect / f"{i:03d}_mask.png", [(1, 1, 4, 5)])
+  return root
+
+
+def _loco(root):
+  base = root / "juice_bottle"
+  for i in range(4):
+    _image(base / "train" / "good" / f"{i:03d}.png", i)
+  for i in range(2):
+    _image(base / "validation" / "good" / f"{i:03d}.png", 10 + i)
+    _image(base / "test" / "good" / f"{i:03d}.png", 20 + i)
+  for defect in ("logical_anomalies", "structural_anomalies"):
+    _image(base / "test" / defect / "000.png", 30)
+    _mask(base / "ground_truth" / defect / "000" / "000.png", [(0, 0, 2, 2)])
+    _mask(base / "ground_truth" / defect / "000" / "001.png", [(8, 10, 12, 16)], value=134)
+  return root
+
+
+def _visa(root, labels=None):
+  rows = [("object", "split", "label", "image", "mask")]
+  for category in ("candle", "pcb1"):
+    for i in range(5):
+      rows.append((category, "train", "normal", f"{category}/Data/Images/Normal/{i:04d}.JPG", ""))
+      _image(root / category / "Data" / "Images" / "Normal" / f"{i:04d}.JPG", i)
+    rows.append((category, "test", "normal", f"{category}/Data/Images/Normal/0100.JPG", ""))
+    _image(root / category / "Data" / "Images" / "Normal" / "0100.JPG", 100)
+    for i, value in enumerate((1, 255)):  # VisA masks mark defects with 1 or 255
+      rows.append((category, "test", (labels or "anomaly"), f"{category}/Data/Images/Anomaly/{i:03d}.JPG",
+                   f"{category}/Data/Masks/Anomaly/{i:03d}.png"))
+      _image(root / category / "Data" / "Images" / "Anomaly" / f"{i:03d}.JPG", 200 + i)
+      _mask(root / category / "Data" / "Masks" / "Anomaly" / f"{i:03d}.png", [(2, 2, 5, 5)], value=value)
+  (root / "split_csv").mkdir(parents=True)
+  with open(root / "split_csv" / "1cls.csv", "w", newline="") as f:
+    csv.writer(f).writerows(rows)
+  return root
+
+
+def _ksdd2(root, n_train_pos=5):
+  for split, n_neg, n_pos in (("train", 8, n_train_pos), ("test", 3, 2)):
+    for i in range(n_neg + n_pos):
+      _image(root / split / f"{10000 + i}.png", i)
+      _mask(root / split / f"{10000 + i}_GT.png", [(3, 3, 6, 9)] if i >= n_neg else [])
+  return root
+
+
+def _files(refs):
+  return [r.file_name for r in refs]
+
+
+# ----------------------------------------------------------------------------- MVTec AD
+
+
+def test_mvtec_splits_labels_masks_and_order(tmp_path):
+  root = _mvtec(tmp_path)
+  assert detect_format(root) == "mvtec"
+  assert list_categories(root) == ["bottle", "cable"]
+  splits = read_dataset(root, category="bottle")
+  assert [len(splits[s]) for s in ("train", "validation", "test")] == [9, 1, 6]
+  assert all(r.label == 0 and r.defect_type == "good" and r.split == "train" for r in splits["train"])
+  assert all(r.split == "validation" and r.file_name.startswith("train/good/") for r in splits["validation"])
+  test = splits["test"]
+  assert [(r.defect_type, r.label) for r in test] == [("crack", 1)] * 2 + [("good", 0)] * 2 + [("hole", 1)] * 2
+  assert _files(test) == sorted(_files(test))
+  crack = test[0]
+  assert crack.file_name == "test/crack/000.png" and crack.is_segmented
+  assert crack.mask_paths == (str((root / "bottle/ground_truth/crack/000_mask.png").resolve()),)
+  sample = load_sample(crack)
+  assert sample["mask"].sum() == 12 and sample["image"].shape == (*SIZE, 3)
+
+
+def test_validation_is_seeded_deterministic_and_never_test(tmp_path):
+  root = _mvtec(tmp_path, categories=("bottle",), n_train=40)
+  first = read_dataset(root, seed=3, val_fraction=0.25)
+  again = read_dataset(root, seed=3, val_fraction=0.25)
+  other = read_dataset(root, seed=4, val_fraction=0.25)
+  assert first == again
+  assert len(first["validation"]) == 10 and len(first["train"]) == 30
+  assert _files(first["validation"]) != _files(other["validation"])
+  train, val, test = (set(_files(first[s])) for s in ("train", "validation", "test"))
+  assert not train & val and not (train | val) & test
+  assert read_dataset(root, val_fraction=0.0)["validation"] == []
+
+
+def test_val_from_test_copies_the_test_split_only_on_request(tmp_path):
+  root = _mvtec(tmp_path, categories=("bottle",))
+  splits = read_dataset(root, val_from_test=True)
+  assert len(splits["train"]) == 10
+  assert _files(splits["validation"]) == _files(splits["test"])
+  assert all(r.split == "validation" for r in splits["validation"])
+
+
+def test_a_category_folder_can_be_the_root(tmp_path):
+  root = _mvtec(tmp_path, categories=("bottle",))
+  splits = read_dataset(root / "bottle", format="embedded")
+  assert len(splits["test"]) == 6
+  assert list_categories(root / "bottle") == ["bottle"]
+
+
+# ----------------------------------------------------------------------------- MVTec LOCO
+
+
+def test_loco_uses_its_validation_folder_and_unites_region_masks(tmp_path):
+  root = _loco(tmp_path)
+  assert detect_format(root) == "mvtec_loco"
+  splits = read_dataset(root)
+  assert [len(splits[s]) for s in ("train", "validation", "test")] == [4, 2, 4]
+  assert _files(splits["validation"]) == ["validation/good/000.png", "validation/good/001.png"]
+  logical = next(r for r in splits["test"] if r.defect_type == "logical_anomalies")
+  assert len(logical.mask_paths) == 2
+  sample = load_sample(logical)
+  assert sample["mask"].sum() == 4 + 4 * 6
+  assert sample["components"].max() == 2
+
+
+# ----------------------------------------------------------------------------- VisA
+
+
+def test_visa_reads_the_split_csv(tmp_path):
+  root = _visa(tmp_path)
+  assert detect_format(root) == "visa"
+  assert list_categories(root) == ["candle", "pcb1"]
+  splits = read_dataset(root, category="pcb1", val_fraction=0.2)
+  assert [len(splits[s]) for s in ("train", "validation", "test")] == [4, 1, 3]
+  assert splits["train"][0].file_name == "Data/Images/Normal/0000.JPG"
+  anomalous = [r for r in splits["test"] if r.label == 1]
+  assert [r.defect_type for r in anomalous] == ["bad", "bad"]
+  for ref in anomalous:  # mask value 1 and 255 both mark the defect
+    assert load_sample(ref)["mask"].sum() == 9
+
+
+def test_visa_bad_label_names_the_csv_line(tmp_path):
+  root = _visa(tmp_path, labels="broken")
+  with pytest.raises(DataError, match=r"1cls\.csv line 8: label 'broken'"):
+    read_dataset(root, category="candle")
+
+
+# ----------------------------------------------------------------------------- KSDD2
+
+
+def test_ksdd2_labels_from_masks_and_supervision_modes(tmp_path):
+  root = _ksdd2(tmp_path)
+  assert detect_format(root) == "ksdd2"
+  assert list_categories(root) == []
+  splits = read_dataset(root)
+  train_and_val = splits["train"] + splits["validation"]
+  assert sum(r.label for r in train_and_val) == 5 and len(train_and_val) == 13
+  assert all(r.label == 0 for r in splits["validation"])  # held out from normal images only
+  assert sum(r.label for r in splits["test"]) == 2
+  assert all("_GT" not in r.file_name for r in train_and_val + splits["test"])
+  unsupervised = read_dataset(root, supervised=False)
+  assert all(r.label == 0 for r in unsupervised["train"]) and len(unsupervised["test"]) == 5
+
+
+def test_ksdd2_mixed_supervision_is_seeded(tmp_path):
+  root = _ksdd2(tmp_path)
+  splits = read_dataset(root, num_segmented=2, seed=1)
+  positives = [r for r in splits["train"] if r.label == 1]
+  segmented = [r for r in positives if r.is_segmented]
+  assert len(segmented) == 2
+  assert all(r.mask_paths == () for r in positives if not r.is_segmented)
+  assert all(r.is_segmented for r in splits["test"])
+  assert splits == read_dataset(root, num_segmented=2, seed=1)
+  weak = next(r for r in positives if not r.is_segmented)
+  assert load_sample(weak)["mask"].sum() == 0
+  with pytest.raises(ConfigError, match="num_segmented=9 but .* has 5"):
+    read_dataset(root, num_segmented=9)
+
+
+# ----------------------------------------------------------------------------- Folder
+
+
+def test_folder_layout_with_masks_and_seeded_test_split(tmp_path):
+  for i in range(10):
+    _image(tmp_path / "ok" / f"n{i}.png", i)
+  for i in range(3):
+    _image(tmp_path / "ng" / f"a{i}.png", 50 + i)
+    _mask(tmp_path / "gt" / f"a{i}_mask.png", [(0, 0, 3, 3)])
+  splits = read_dataset(tmp_path, normal_dir="ok", abnormal_dir="ng", mask_dir="gt", mask_suffix="_mask")
+  assert [len(splits[s]) for s in ("train", "validation", "test")] == [7, 1, 5]
+  assert sum(r.label for r in splits["test"]) == 3
+  assert all(r.is_segmented and len(r.mask_paths) == r.label for r in splits["test"])
+  assert not set(_files(splits["train"])) & set(_files(splits["test"]))
+  weak = read_dataset(tmp_path, format="folder", normal_dir="ok", abnormal_dir="ng")
+  assert all(not r.is_segmented for r in weak["test"] if r.label == 1)
+  (tmp_path / "gt" / "a2_mask.png").unlink()
+  with pytest.raises(DataError, match=r"ng/a2\.png has no mask: expected .*gt/a2_mask\.png"):
+    read_dataset(tmp_path, normal_dir="ok", abnormal_dir="ng", mask_dir="gt", mask_suffix="_mask")
+
+
+def test_folder_with_normal_test_dir(tmp_path):
+  for i in range(4):
+    _image(tmp_path / "train_ok" / f"{i}.png", i)
+    _image(tmp_path / "test_ok" / f"{i}.png", 10 + i)
+  splits = read_dataset(tmp_path, normal_dir="train_ok", normal_test_dir="test_ok", val_fraction=0.25)
+  assert [len(splits[s]) for s in ("train", "validation", "test")] == [3, 1, 4]
+  assert all(r.file_name.startswith("test_ok/") for r in splits["test"])
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_wrong_root(tmp_path):
+  with pytest.raises(DataError, match=r"dataset root .*nowhere does not exist"):
+    read_dataset(tmp_path / "nowhere")
+
+
+def test_unknown_category_lists_the_available_ones(tmp_path):
+  root = _mvtec(tmp_path)
+  with pytest.raises(DataError, match=r"unknown category 'zipper' .*available: bottle, cable"):
+    read_dataset(root, category="zipper")
+  with pytest.raises(DataError, match=r"holds 2 categories; choose one of: bottle, cable"):
+    read_dataset(root)
+
+
+def test_empty_category_names_its_folder(tmp_path):
+  root = _mvtec(tmp_path, categories=("bottle",))
+  (root / "empty" / "train" / "good").mkdir(parents=True)
+  (root / "empty" / "test").mkdir()
+  with pytest.raises(DataError, match=r"no training images in .*empty/train/good"):
+    read_dataset(root, category="empty")
+
+
+def test_missing_mask_names_the_image_and_the_expected_mask(tmp_path):
+  root = _mvtec(tmp_path, categories=("bottle",))
+  (root / "bottle" / "ground_truth" / "hole" / "001_mask.png").unlink()
+  with pytest.raises(DataError, match=r"test/hole/001\.png has no mask: expected .*ground_truth/hole/001_mask\.png"):
+    read_dataset(root)
+
+
+def test_loco_missing_mask_folder_names_it(tmp_path):
+  root = _loco(tmp_path)
+  for path in (root / "juice_bottle" / "ground_truth" / "logical_anomalies" / "000").iterdir():
+    path.unlink()
+  with pytest.raises(DataError, match=r"logical_anomalies/000\.png has no mask: .*logical_anomalies/000"):
+    read_dataset(root)
+
+
+def test_undetectable_layout_and_bad_options(tmp_path):
+  (tmp_path / "stuff").mkdir()
+  with pytest.raises(DataError, match="cannot tell the layout"):
+    read_dataset(tmp_path)
+  root = _mvtec(tmp_path / "mvtec", categories=("bottle",))
+  with pytest.raises(ConfigError, match=r"options \['supervised'\] do not apply to format 'mvtec'"):
+    read_dataset(root, supervised=False)
+  with pytest.raises(ConfigError, match="unknown dataset format"):
+    read_dataset(root, format="coco")
+
+
+# ----------------------------------------------------------------------------- summary and CLI
+
+
+def test_summary_rows(tmp_path):
+  rows = dataset_summary(_mvtec(tmp_path))
+  assert [row["category"] for row in rows] == ["bottle", "cable"]
+  assert rows[0] == dict(category="bottle", train=9, train_anomalous=0, validation=1, test_good=2, test_anomalous=4,
+                         defect_types=["crack", "hole"], image_sizes=[SIZE])
+  assert "crack, hole" in format_summary(rows)
+
+
+def test_cli_info_prints_the_table(tmp_path, capsys):
+  root = _mvtec(tmp_path)
+  assert cli.main(["data", "info", str(root), "--category", "cable"]) == 0
+  out = capsys.readouterr().out
+  assert "test anom." in out and "cable" in out and "bottle" not in out and "12x16" in out
+
+
+def test_cli_sheet_writes_a_png(tmp_path, capsys):
+  root = _loco(tmp_path / "loco")
+  out_png = tmp_path / "sheets" / "loco.png"
+  assert cli.main(["data", "sheet", str(root), "--out", str(out_png), "--size", "32"]) == 0
+  with Image.open(out_png) as sheet:
+    assert sheet.format == "PNG"
+    pixels = np.asarray(sheet.convert("RGB"))
+  assert sheet.size[0] == 4 + 4 * (32 + 4)
+  assert ((pixels[..., 0] == 255) & (pixels[..., 1] == 0)).any()  # red mask outlines
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+  assert cli.main(["data", "info", str(tmp_path / "missing")]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "missing does not exist" in err and "Traceback" not in err
+  root = _mvtec(tmp_path / "mvtec")
+  assert cli.main(["data", "sheet", str(root), "--out", str(tmp_path / "x.png"), "--category", "zip"]) == 2
+  assert "unknown category 'zip'" in capsys.readouterr().err
+
+
+def test_cli_build_embedded_calls_the_generator_then_summarises(tmp_path, capsys, monkeypatch):
+  calls = []
+
+  def fake_build_embedded(root, *, seed=0, image_size=64, categories=None, overwrite=False):
+    calls.append((seed, image_size, categories, overwrite))
+    return _mvtec(tmp_path / root.split("/")[-1], categories=("toy",))
+
+  monkeypatch.setitem(sys.modules, "jaxad.data.embedded", types.SimpleNamespace(build_embedded=fake_build_embedded))
+  assert cli.main(["data", "build-embedded", str(tmp_path / "emb"), "--seed", "3", "--size", "32", "--overwrite"]) == 0
+  assert calls == [(3, 32, None, True)]
+  assert "toy" in capsys.readouterr().out
