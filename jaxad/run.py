@@ -151,8 +151,8 @@ def load_trained(category_dir: str | Path):
   h, w = static.image_size
   example = jax.jit(features_fn)(frozen_vars, jnp.zeros((1, h, w, 3), jnp.float32))
   n_train = int(record.get("n_train", static.batch_size))
-  trainer = loop.Trainer(method, static, hps_M, n_train, features_fn, frozen_vars)
-  states = trainer.init_states(example)
+  trainer = loop.Trainer(method, static, n_train, features_fn)
+  states = trainer.init_states(hps_M, example)
   ckpt = Checkpointer(category_dir)
   step = ckpt.latest_step()
   if step is None:

@@ -1,6 +1,8 @@
 """SimpleNet and SuperSimpleNet front-ends against slow, literal numpy versions of the reference procedures."""
 
-import jax.numpy as jnp
+import functools
+
+import jax
 import numpy as np
 import pytest
 
@@ -79,8 +81,8 @@ def _random_stages(rng, sizes):
 ])
 def test_simplenet_patch_features(rng, sizes, layers, patchsize, pretrain_dim, target_dim):
   stages = _random_stages(rng, sizes)
-  got = features.simplenet_patch_features({k: jnp.asarray(v) for k, v in stages.items()}, layers, patchsize,
-                                          pretrain_dim, target_dim)
+  got = jax.jit(functools.partial(features.simplenet_patch_features, layers=layers, patchsize=patchsize,
+                                  pretrain_dim=pretrain_dim, target_dim=target_dim))(stages)
   want = reference_simplenet(stages, layers, patchsize, pretrain_dim, target_dim)
   assert got.shape == want.shape == (2, *sizes[layers[0]][:2], target_dim)
   np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-6 * np.abs(want).max())
@@ -89,8 +91,7 @@ def test_simplenet_patch_features(rng, sizes, layers, patchsize, pretrain_dim, t
 @pytest.mark.parametrize("align_corners", [True, False])
 def test_supersimplenet_features(rng, align_corners):
   stages = _random_stages(rng, {"layer2": (5, 7, 6), "layer3": (3, 4, 10)})
-  got = features.supersimplenet_features({k: jnp.asarray(v) for k, v in stages.items()},
-                                         align_corners=align_corners)
+  got = jax.jit(functools.partial(features.supersimplenet_features, align_corners=align_corners))(stages)
   want = reference_supersimplenet(stages, ("layer2", "layer3"), align_corners)
   assert got.shape == want.shape == (2, 10, 14, 16)
   np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-6 * np.abs(want).max())

@@ -180,9 +180,9 @@ def test_compute_all(rng):
     (lambda: metrics.aupro(np.zeros((1, 1, 2)), [[[0, 1]]], fpr_limit=0), "fpr_limit"),
     (lambda: metrics.aupro(np.zeros((1, 1, 2)), [[[0.0, 1.0]]]), "integer"),
     (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2))), "masks"),
-    (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2)), np.eye(2)[:, None]),
-     "maps/masks: expected 3-D"),
-    (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2)), np.eye(2)), "3-D"),
+    (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2)), np.eye(2)),
+     "maps/masks: shapes differ"),
+    (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 2)), np.eye(2)), "3-D"),
     (lambda: metrics.compute_all([0.1, 0.2], [0, 1], np.zeros((2, 1, 2)),
                                  [[[0, 1]], [[0, 0]]], [[[0, 0]], [[0, 1]]]), "disagree"),
 ])

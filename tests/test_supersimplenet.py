@@ -130,9 +130,9 @@ def test_stop_grad_blocks_cls_loss_into_seg_head(stop_grad):
 
 def test_no_gradient_reaches_the_backbone(frozen, train_data):
   features_fn, proj = frozen
-  trainer = loop.Trainer(METHOD, STATIC, stack_members([cfg.Hparams(seed=0)]), 8, features_fn, proj)
+  trainer = loop.Trainer(METHOD, STATIC, 8, features_fn)
   feats = features_fn(proj, jnp.asarray(train_data.image[:4]))
-  states = trainer.init_states(feats[:1])
+  states = trainer.init_states(stack_members([cfg.Hparams(seed=0)]), feats[:1])
   batch = {"mask": jnp.zeros((4, 32, 32)), "label": jnp.zeros(4, jnp.int32), "is_segmented": jnp.ones(4, bool)}
 
   def loss_of_backbone(p):

@@ -10,12 +10,17 @@ jaxad's quick start and tests train on it; nothing is downloaded. `build_embedde
 
 exactly as MVTec AD lays out its categories, so the MVTec reader reads it.
 
-| category | kind                                        | normal variability                         | defects                         |
-|----------|---------------------------------------------|--------------------------------------------|---------------------------------|
-| brick    | texture: photo `skimage.data.brick()`       | crop, scale, rotation, flips, tint, light  | crack, stain, hole              |
-| weave    | texture: procedural plain-weave fabric      | thread pitch, angle, phase, yarn colours   | hole, thread, color             |
-| nut      | object: hexagon nut on a matte background   | rotation, position, size, light, tint      | scratch, chipped, color         |
-| chip     | object: IC package with 2x5 pins on a PCB   | position, rotation, size, colours          | missing_pin, bent_pin, scratch  |
+| category | kind                                  | normal variability                 | defects              |
+|----------|---------------------------------------|------------------------------------|----------------------|
+| brick    | texture: photo `skimage.data.brick()` | crop, scale, rotation, flips, tint | crack, stain, hole   |
+| weave    | texture: procedural plain weave       | pitch, angle, phase, yarn colours  | hole, thread, color  |
+| nut      | object: hexagon nut on a background   | rotation, position, size, light    | scratch, chipped,    |
+|          |                                       |                                    | color                |
+| chip     | object: IC with 2x5 pins on a PCB     | position, rotation, size, colours  | missing_pin,         |
+|          |                                       |                                    | bent_pin, scratch    |
+
+Sensor noise (std 1/100) is added to every image. Sizes and intensities are given in image
+units, so a build at 64 px shows the same kinds of scenes, with thinner detail.
 
 Defects are composited onto a normal rendering of the same sample; the mask is the set of
 pixels whose defect layer covers at least half the pixel (alpha >= 0.5), or for parts that
@@ -75,7 +80,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32).reshape(3, 1, 1)
 # ----------------------------------------------------------------------------------------
 # Drawing primitives. Images are float32 (3, S, S) in [0, 1] (channels first: NumPy broadcasts
 # slowly over a last axis of 3); coverages are (S, S) in [0, 1].
-# Geometry is given in image units (0..1 across the image) so content does not depend on S.
+# Geometry is given in image units (0..1 across the image), so shapes scale with S.
 # ----------------------------------------------------------------------------------------
 
 
@@ -253,7 +258,7 @@ def _hole(rng, image, region, *, radius, backing):
 
 @functools.lru_cache(maxsize=8)
 def _brick_photo(size: int) -> np.ndarray:
-  """skimage's 512x512 brick photo rescaled so that a crop of 2x`size` pixels maps to `size`."""
+  """skimage's 512x512 brick photo, resized to 4x`size` (a sample crops about half of it)."""
   from skimage import data as skdata  # the photo ships inside the scikit-image wheel
 
   scaled = Image.fromarray(skdata.brick()).resize((4 * size, 4 * size), Image.Resampling.LANCZOS)
@@ -344,7 +349,7 @@ def _weave_defect(name, rng, image, scene):
   shadow = _polyline_coverage(size, path + _f32([0.4, 0.6]) * width, width)
   layer = scene["weft_colour"] * rng.uniform(0.85, 1.2) * (0.55 + 0.45 * core)
   out = _over(image * (1 - 0.5 * shadow), body, layer)
-  return out, np.maximum(body, shadow * 0.9)
+  return out, np.maximum(body, shadow)  # alpha >= 0.5: covered, or darkened by at least a quarter
 
 
 @dataclasses.dataclass

@@ -12,6 +12,8 @@ all members. `static` is hashable (a jit static argument); `hp` is a pytree of s
   init(static, key, hp, feats, steps_per_epoch) -> TrainState
   train_step(static, state, feats, batch, key, hp, steps_per_epoch) -> (TrainState, metrics dict)
   predict(static, state, feats, image_hw) -> {"score": (B,), "anomaly_map": (B, H, W), "map_score": (B,)}
+  prepare_train(static, train, data_seed) -> (train, sampler | None)   optional: expands the train
+      split (augmented copies, loss weights) and gives sampler(epoch) -> indices of that epoch
 """
 
 from __future__ import annotations
@@ -34,3 +36,4 @@ class Method:
   init: Callable
   train_step: Callable
   predict: Callable
+  prepare_train: Callable | None = None

@@ -20,6 +20,9 @@ from jaxad.nn import efficientnet_lite, resnet
 
 # torch key -> (collection, flax path, layout)
 Table = dict[str, tuple[str, tuple[str, ...], str]]
+CONVERTIBLE = (*resnet.RESNET_CONFIGS, *efficientnet_lite.LITE_CONFIGS)
+# Classification-head keys of EfficientNet-Lite (lukemelas and timm names); ResNets: "fc.".
+LITE_HEAD_PREFIXES = ("_fc.", "classifier.", "_conv_head.", "conv_head.", "_bn1.", "bn2.")
 _MAX_LISTED = 25
 
 
@@ -53,9 +56,7 @@ def _resnet_table(config: resnet.ResNetConfig) -> Table:
   _bn(table, "bn1", ("bn1",))
   in_channels = config.stem_width
   n_convs = 2 if config.block == "basic" else 3
-  expansion = 1 if config.block == "basic" else 4
-  for i, num_blocks in enumerate(config.layers):
-    out_channels = 64 * 2**i * expansion
+  for i, (num_blocks, out_channels) in enumerate(zip(config.layers, resnet.stage_channels(config).values())):
     for b in range(num_blocks):
       prefix, path = f"layer{i + 1}.{b}", (f"layer{i + 1}_{b}",)
       for k in range(1, n_convs + 1):
@@ -108,8 +109,6 @@ def _tables(arch: str) -> list[Table]:
   raise WeightsError(f"no converter for architecture {arch!r}; known: {sorted(CONVERTIBLE)}")
 
 
-CONVERTIBLE = (*resnet.RESNET_CONFIGS, *efficientnet_lite.LITE_CONFIGS)
-HEAD_PREFIXES = ("fc.", "_fc.", "classifier.", "_conv_head.", "conv_head.", "_bn1.", "bn2.")
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,7 +142,7 @@ _TORCH_SHAPE: dict[str, Callable[[tuple[int, ...]], tuple[int, ...]]] = {
 def _is_head(key: str, arch: str) -> bool:
   if arch in resnet.RESNET_CONFIGS:
     return key.startswith("fc.")
-  return key.startswith(HEAD_PREFIXES)
+  return key.startswith(LITE_HEAD_PREFIXES)
 
 
 def _strip_module_prefix(state_dict: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:

@@ -14,8 +14,10 @@ Numerics that the TF-trained weights need (checked against timm in the parity te
   same parity as at the nominal size (e.g. 224 and 256 for Lite0). `padding="symmetric"`
   (k//2 on every side, timm's non-TF `efficientnet_lite*`) is available for other weights.
 * BatchNorm eps 1e-3 (TF default), running statistics only.
-* Input normalised with mean 0.5, std 0.5 (TF's (x·255 − 127) / 128 up to 0.4 %), not the
-  ImageNet mean/std; the classification test on real images confirms it.
+* Input normalised as TF's Lite models were trained ("inception-style", for post-quantisation):
+  (x·255 − 127) / 128, i.e. mean 127/255 and std 128/255 on [0, 1] images (timm's 0.5/0.5 is
+  within 1/128), not the ImageNet mean/std. `jaxad.nn.backbones` records it; the tests show the
+  stem's BatchNorm statistics fit it and not ImageNet's.
 
 Named stages by output stride, so that front-ends written for ResNets work unchanged:
   layer1 = stride 4  (end of block group 1: 24 ch),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -55,11 +56,11 @@ def unfold_patches(feats_BxHxWxC, patchsize: int = 3):
   """Zero-padded stride-1 unfold; returns (B, H, W, C·p·p) flattened in (c, kh, kw) order."""
   if patchsize % 2 != 1:
     raise ValueError(f"patchsize must be odd (the grid must keep its size), got {patchsize}")
-  b, h, w, c = feats_BxHxWxC.shape
   pad = patchsize // 2
-  padded = jnp.pad(feats_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  shifts = [padded[:, kh:kh + h, kw:kw + w, :] for kh in range(patchsize) for kw in range(patchsize)]
-  return jnp.stack(shifts, axis=-1).reshape(b, h, w, c * patchsize * patchsize)
+  # A one-hot grouped conv: exact, channel-major (c, kh, kw) like torch's Unfold.
+  return jax.lax.conv_general_dilated_patches(
+      feats_BxHxWxC, (patchsize, patchsize), (1, 1), ((pad, pad), (pad, pad)),
+      dimension_numbers=("NHWC", "OIHW", "NHWC"), precision=jax.lax.Precision.HIGHEST)
 
 
 def _check_layers(stages: Mapping, layers: Sequence[str]) -> None:

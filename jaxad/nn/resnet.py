@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 STAGE_NAMES = ("layer1", "layer2", "layer3", "layer4")
 BN_EPS = 1e-5
+BOTTLENECK_EXPANSION = 4
 
 
 def _batch_norm(dtype, name: str) -> nn.BatchNorm:
@@ -44,7 +45,6 @@ class BasicBlock(nn.Module):
   stride: int = 1
   downsample: bool = False
   dtype: jnp.dtype = jnp.float32
-  expansion = 1
 
   def setup(self):
     self.conv1 = _conv(self.planes, 3, self.stride, self.dtype, "conv1")
@@ -69,17 +69,16 @@ class Bottleneck(nn.Module):
   downsample: bool = False
   width: int = 0
   dtype: jnp.dtype = jnp.float32
-  expansion = 4
 
   def setup(self):
     self.conv1 = _conv(self.width, 1, 1, self.dtype, "conv1")
     self.bn1 = _batch_norm(self.dtype, "bn1")
     self.conv2 = _conv(self.width, 3, self.stride, self.dtype, "conv2")
     self.bn2 = _batch_norm(self.dtype, "bn2")
-    self.conv3 = _conv(self.planes * self.expansion, 1, 1, self.dtype, "conv3")
+    self.conv3 = _conv(self.planes * BOTTLENECK_EXPANSION, 1, 1, self.dtype, "conv3")
     self.bn3 = _batch_norm(self.dtype, "bn3")
     if self.downsample:
-      self.downsample_conv = _conv(self.planes * self.expansion, 1, self.stride, self.dtype, "downsample_conv")
+      self.downsample_conv = _conv(self.planes * BOTTLENECK_EXPANSION, 1, self.stride, self.dtype, "downsample_conv")
       self.downsample_bn = _batch_norm(self.dtype, "downsample_bn")
 
   def __call__(self, x_BxHxWxC):
@@ -111,7 +110,7 @@ RESNET_CONFIGS = {
 
 def stage_channels(config: ResNetConfig) -> dict[str, int]:
   """Output channels of layer1..layer4."""
-  expansion = 1 if config.block == "basic" else 4
+  expansion = 1 if config.block == "basic" else BOTTLENECK_EXPANSION
   return {name: 64 * 2**i * expansion for i, name in enumerate(STAGE_NAMES)}
 
 
@@ -149,7 +148,7 @@ class ResNet(nn.Module):
           block = BasicBlock(planes, stride, downsample=(stride != 1 or in_channels != out_channels),
                              dtype=self.dtype, name=f"{STAGE_NAMES[i]}_{b}")
         else:
-          out_channels = planes * 4
+          out_channels = planes * BOTTLENECK_EXPANSION
           width = planes * cfg.width_per_group // 64
           block = Bottleneck(planes, stride, downsample=(stride != 1 or in_channels != out_channels), width=width,
                              dtype=self.dtype, name=f"{STAGE_NAMES[i]}_{b}")

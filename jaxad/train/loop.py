@@ -28,7 +28,7 @@ import numpy as np
 from jaxad import provenance
 from jaxad.checkpoint import Checkpointer
 from jaxad.errors import JaxadError
-from jaxad.train.state import TrainState
+from jaxad.train.state import TrainState, keep_if_finite
 
 INIT_TAG, TRAIN_TAG = 0, 1
 
@@ -46,6 +46,7 @@ class SplitData:
   label: np.ndarray  # (N,) int32
   is_segmented: np.ndarray  # (N,) bool
   components: np.ndarray | None = None  # (N, H, W) int32
+  loss_weight: np.ndarray | None = None  # (N, H, W) float32 per-pixel loss weights (SSN JIMS supervised)
   file_name: list[str] = dataclasses.field(default_factory=list)
   defect_type: list[str] = dataclasses.field(default_factory=list)
 
@@ -62,70 +63,101 @@ def epoch_permutation(data_seed: int, epoch: int, n: int) -> np.ndarray:
   return np.random.default_rng([data_seed, epoch]).permutation(n)
 
 
-def batch_indices(data_seed: int, step: int, n: int, batch_size: int, steps_per_epoch: int) -> np.ndarray:
+def uniform_sampler(n: int, data_seed: int):
+  """The default epoch order: a seeded permutation of the n train samples per epoch."""
+  return lambda epoch: epoch_permutation(data_seed, epoch, n)
+
+
+def batch_indices(sampler, step: int, batch_size: int, steps_per_epoch: int) -> np.ndarray:
   epoch, i = divmod(step, steps_per_epoch)
-  return epoch_permutation(data_seed, epoch, n)[i * batch_size:(i + 1) * batch_size]
+  return sampler(epoch)[i * batch_size:(i + 1) * batch_size]
 
 
 @dataclasses.dataclass
 class Trainer:
-  """Compiled functions of one (method, static) point for M members."""
+  """Compiled functions of one (method, static, frozen features) point, for M members.
+
+  The hyperparameters are arguments of the compiled functions (not constants), so one
+  compilation serves every category and every sweep chunk of the same shapes.
+  """
 
   method: object
   static: object
-  hps_M: object
   n_train: int
   features_fn: object
-  frozen_vars: object
 
   def __post_init__(self):
     self.spe = self.method.steps_per_epoch(self.static, self.n_train)
     self.total = self.method.total_steps(self.static, self.n_train)
-    self.features = jax.jit(self.features_fn)
+    self.features = _jit_features(self.features_fn)
+    self.init_states = _jit_init(self.method, self.static, self.spe)
 
-  def init_states(self, example_feats) -> TrainState:
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT_TAG))(member_keys(self.hps_M))
-    init_one = lambda key, hp: self.method.init(self.static, key, hp, example_feats, self.spe)
-    return jax.jit(jax.vmap(init_one))(keys, self.hps_M)
+  def chunk_fn(self, cached: bool, scan: bool):
+    return _jit_chunk(self.method, self.static, self.spe, self.features_fn, cached, scan)
 
-  @functools.cached_property
-  def _member_step(self):
-    def step_one(state, feats, batch, key, hp):
-      new, metrics = self.method.train_step(self.static, state, feats, batch,
-                                            jax.random.fold_in(key, state.step), hp, self.spe)
-      from jaxad.train.state import keep_if_finite
-      return keep_if_finite(new, state, metrics["loss"]), metrics
 
-    return jax.vmap(step_one, in_axes=(0, None, None, 0, 0))
+@functools.lru_cache(maxsize=16)
+def _jit_features(features_fn):
+  return jax.jit(features_fn)
 
-  def _keys(self):
-    return jax.vmap(lambda k: jax.random.fold_in(k, TRAIN_TAG))(member_keys(self.hps_M))
 
-  @functools.cached_property
-  def scan_chunk(self):
-    """(states, cache, idx_KxB) → (states, metrics_KxM): K steps over cached features, one call."""
+@functools.lru_cache(maxsize=16)
+def _jit_init(method, static, spe: int):
+  """jit((hps_M, example_feats) → stacked TrainState)."""
 
-    def run(states, cache, idx_KxB):
-      keys = self._keys()
+  def run(hps_M, example_feats):
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT_TAG))(member_keys(hps_M))
+    return jax.vmap(lambda key, hp: method.init(static, key, hp, example_feats, spe))(keys, hps_M)
 
-      def body(states, idx_B):
-        batch = {k: v[idx_B] for k, v in cache.items() if k != "feats"}
-        return self._member_step(states, cache["feats"][idx_B], batch, keys, self.hps_M)
+  return jax.jit(run)
 
-      return jax.lax.scan(body, states, idx_KxB)
 
-    return jax.jit(run, donate_argnums=0)
+def _member_step(method, static, spe: int):
+  def step_one(state, feats, batch, key, hp):
+    new, metrics = method.train_step(static, state, feats, batch, jax.random.fold_in(key, state.step), hp, spe)
+    return keep_if_finite(new, state, metrics["loss"]), metrics
 
-  @functools.cached_property
-  def image_step(self):
-    """(states, batch with images) → (states, metrics_M): one step, features computed inside."""
+  return jax.vmap(step_one, in_axes=(0, None, None, 0, 0))
 
-    def run(states, frozen_vars, batch):
-      feats = jax.lax.stop_gradient(self.features_fn(frozen_vars, batch["image"]))
-      rest = {k: v for k, v in batch.items() if k != "image"}
-      return self._member_step(states, feats, rest, self._keys(), self.hps_M)
 
-    return jax.jit(run, donate_argnums=0)
+def _step_body(method, static, spe: int, features_fn, cached: bool):
+  """(states, hps_M, keys, source, selector) → (states, metrics_M) for one step.
+
+  cached: source = device cache {"feats", "mask", …}, selector = batch indices (B,).
+  not cached: source = frozen variables, selector = the batch itself (images included).
+  """
+  step = _member_step(method, static, spe)
+
+  def body(states, hps_M, keys, source, selector):
+    if cached:
+      batch = {k: v[selector] for k, v in source.items() if k != "feats"}
+      feats = source["feats"][selector]
+    else:
+      feats = jax.lax.stop_gradient(features_fn(source, selector["image"]))
+      batch = {k: v for k, v in selector.items() if k != "image"}
+    return step(states, feats, batch, keys, hps_M)
+
+  return body
+
+
+@functools.lru_cache(maxsize=32)
+def _jit_chunk(method, static, spe: int, features_fn, cached: bool, scan: bool):
+  """jit((states, hps_M, source, selectors) → (states, metrics)).
+
+  scan=True: selectors carry a leading K axis and the K steps run inside one `lax.scan`
+  (accelerators: no host round trip per step). scan=False: one step per call — on the
+  CPU backend XLA runs a while-loop body several times slower than the same step as its
+  own program, so the host loop dispatches steps one by one (asynchronously).
+  """
+  body = _step_body(method, static, spe, features_fn, cached)
+
+  def run(states, hps_M, source, selectors):
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, TRAIN_TAG))(member_keys(hps_M))
+    if not scan:
+      return body(states, hps_M, keys, source, selectors)
+    return jax.lax.scan(lambda st, sel: body(st, hps_M, keys, source, sel), states, selectors)
+
+  return jax.jit(run, donate_argnums=0)
 
 
 def compute_features(features, frozen_vars, images_NxHxWx3: np.ndarray, batch_size: int = 32) -> jax.Array:
@@ -144,7 +176,7 @@ def compute_features(features, frozen_vars, images_NxHxWx3: np.ndarray, batch_si
 
 def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_seed: int = 0,
         max_steps: int | None = None, chunk: int = 25, ckpt_every: int = 500, progress: bool = True,
-        config_record: dict | None = None, frozen=None) -> TrainState:
+        config_record: dict | None = None, frozen=None, cache_budget_bytes: int = 2 << 30) -> TrainState:
   """Trains M members on `train` and returns their stacked final states (resuming if possible).
 
   Args:
@@ -157,21 +189,34 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
     ckpt_every: checkpoint cadence in steps (rounded up to a multiple of `chunk`).
     config_record: JSON-able description of the run stored in checkpoints.
     frozen: optional precomputed (features_fn, frozen_vars).
+    cache_budget_bytes: the train features are cached on device when they fit in this budget
+      (and the static config allows it); otherwise each step computes them from the images.
   """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   features_fn, frozen_vars = frozen or method.make_frozen(static)
-  trainer = Trainer(method, static, hps_M, len(train), features_fn, frozen_vars)
+  sampler = None
+  if method.prepare_train is not None:
+    train, sampler = method.prepare_train(static, train, data_seed)
+  sampler = sampler or uniform_sampler(len(train), data_seed)
+  epoch_len = len(sampler(0))
+  trainer = Trainer(method, static, epoch_len, features_fn)
   total = max_steps if max_steps is not None else trainer.total
-  batch_size = min(static.batch_size, len(train))
+  batch_size = min(static.batch_size, epoch_len)
   chunk = max(1, min(chunk, total))
   ckpt_every = max(chunk, -(-ckpt_every // chunk) * chunk)
   m = int(np.shape(hps_M.seed)[0])
 
-  feats_all = compute_features(trainer.features, frozen_vars, train.image)
-  cache = {"feats": feats_all, "mask": jnp.asarray(train.mask), "label": jnp.asarray(train.label),
-           "is_segmented": jnp.asarray(train.is_segmented)}
-  states = trainer.init_states(feats_all[:1])
+  example = trainer.features(frozen_vars, jnp.asarray(train.image[:1]))
+  cached = getattr(static, "cache_features", True) and (
+      example.size * example.dtype.itemsize * len(train) <= cache_budget_bytes)
+  host = {"image": train.image, "mask": train.mask, "label": train.label, "is_segmented": train.is_segmented}
+  if train.loss_weight is not None:
+    host["loss_weight"] = train.loss_weight
+  if cached:
+    cache = {k: jnp.asarray(v) for k, v in host.items() if k != "image"}
+    cache["feats"] = compute_features(trainer.features, frozen_vars, train.image)
+  states = trainer.init_states(hps_M, example)
 
   ckpt = Checkpointer(workdir)
   start = 0
@@ -179,19 +224,31 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   if latest is not None:
     states, meta = ckpt.restore(latest, states)
     start = int(meta["step"])
+    _truncate_log(workdir / "metrics.jsonl", start)
   prov = provenance.collect()
   (workdir / "provenance.json").write_text(json.dumps(prov, indent=2))
   meta_base = {"config": config_record or {}, "provenance": prov, "data_seed": data_seed, "total_steps": total}
 
+  scan = jax.default_backend() != "cpu"
+  run_chunk = trainer.chunk_fn(cached, scan)
+  source = cache if cached else frozen_vars
   bar = _progress(total, start, progress)
   log_path = workdir / "metrics.jsonl"
   step = start
   try:
     while step < total:
       k = min(chunk, total - step)
-      idx = np.stack([batch_indices(data_seed, s, len(train), batch_size, trainer.spe) for s in range(step, step + k)])
+      idx = np.stack([batch_indices(sampler, s, batch_size, trainer.spe) for s in range(step, step + k)])
       t0 = time.perf_counter()
-      states, metrics = trainer.scan_chunk(states, cache, jnp.asarray(idx))
+      selectors = jnp.asarray(idx) if cached else {name: jnp.asarray(v[idx]) for name, v in host.items()}
+      if scan:
+        states, metrics = run_chunk(states, hps_M, source, selectors)
+      else:
+        per_step = []
+        for j in range(k):
+          states, m_j = run_chunk(states, hps_M, source, jax.tree.map(lambda x: x[j], selectors))
+          per_step.append(m_j)
+        metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
       metrics = jax.device_get(metrics)
       alive = np.asarray(jax.device_get(states.alive))
       dt = time.perf_counter() - t0
@@ -221,6 +278,13 @@ def _log(path: Path, step: int, metrics: dict, alive: np.ndarray, images_per_s: 
     rec[name] = np.asarray(values[-1], np.float64).round(6).tolist()
   with open(path, "a") as f:
     f.write(json.dumps(rec) + "\n")
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+  """On resume, drops log lines of steps after the restored checkpoint (they will be redone)."""
+  if path.exists():
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in keep))
 
 
 def _progress(total: int, start: int, enabled: bool):

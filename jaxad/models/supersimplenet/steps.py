@@ -43,13 +43,13 @@ def total_steps(static: cfg.Static, n_train: int) -> int:
 
 def make_frozen(static: cfg.Static):
   """The frozen backbone + upscaling front-end (layer2 and layer3 at 2× layer2's grid)."""
-  from jaxad.nn.backbones import apply_backbone, load_backbone
   from jaxad.nn.features import supersimplenet_features
+  from jaxad.nn.frozen import frozen_backbone
 
-  module, variables = load_backbone(static.backbone, stages=tuple(static.layers), weights=static.backbone_weights)
+  stages_fn, variables = frozen_backbone(static.backbone, static.layers, static.backbone_weights)
 
   def features_fn(frozen_vars, images_BxHxWx3):
-    stages = apply_backbone(module, frozen_vars, images_BxHxWx3, tuple(static.layers))
+    stages = stages_fn(frozen_vars, images_BxHxWx3)
     return supersimplenet_features(stages, layers=tuple(static.layers), align_corners=static.feature_align_corners)
 
   return features_fn, variables
@@ -66,6 +66,14 @@ def _optimizer(static: cfg.Static, hp: cfg.Hparams, steps_per_epoch_: int) -> op
   if static.clip_grad_norm:
     tx = optax.chain(optax.clip_by_global_norm(static.clip_grad_norm), tx)
   return tx
+
+
+def prepare_train(static: cfg.Static, train, data_seed: int):
+  """Supervised settings expand the split and sample balanced epochs (supervised.py)."""
+  if not static.supervised:
+    return train, None
+  from jaxad.models.supersimplenet import supervised
+  return supervised.prepare_train(static, train, data_seed)
 
 
 def init(static: cfg.Static, key, hp: cfg.Hparams, feats_BxHxWxC, steps_per_epoch_: int) -> TrainState:
@@ -139,5 +147,6 @@ METHOD = Method(
     init=init,
     train_step=train_step,
     predict=predict,
+    prepare_train=prepare_train,
 )
 

@@ -1,0 +1,31 @@
+"""A frozen backbone as a pure function of ImageNet-normalised images (what every method uses).
+
+The data pipeline always produces ImageNet-normalised images (methods.md §1.2); backbones
+whose weights expect another normalisation (EfficientNet-Lite: mean 127/255, std 128/255)
+get an exact affine re-normalisation on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+from jaxad.nn.backbones import IMAGENET_MEAN, IMAGENET_STD, apply_backbone, get_spec, load_backbone
+
+
+def frozen_backbone(name: str, stages: Sequence[str], weights=None):
+  """(stages_fn, variables): stages_fn(variables, images_BxHxWx3) -> {stage: stop_gradient(feats)}."""
+  stages = tuple(stages)
+  module, variables = load_backbone(name, stages=stages, weights=weights)
+  spec = get_spec(name)
+  scale = jnp.asarray(IMAGENET_STD, jnp.float32) / jnp.asarray(spec.input_std, jnp.float32)
+  shift = (jnp.asarray(IMAGENET_MEAN, jnp.float32) - jnp.asarray(spec.input_mean, jnp.float32)) / jnp.asarray(
+      spec.input_std, jnp.float32)
+  same = tuple(spec.input_mean) == IMAGENET_MEAN and tuple(spec.input_std) == IMAGENET_STD
+
+  def stages_fn(frozen_vars, images_BxHxWx3):
+    x = images_BxHxWx3 if same else images_BxHxWx3 * scale + shift
+    return apply_backbone(module, frozen_vars, x, stages)
+
+  return stages_fn, variables
