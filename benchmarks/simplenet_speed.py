@@ -6,8 +6,9 @@ Weights do not change the speed, so the backbone gets random weights (nothing is
 
 Timed after one warm-up call (which compiles), each result blocked until ready:
 
-  train_cached  train steps/s on precomputed frozen features, `--chunk` steps per compiled call
-                (the engine's default path: the train split's features are computed once)
+  train_cached  train steps/s on precomputed frozen features, `--chunk` steps per measure (the
+                engine's default path: the train split's features are computed once; on
+                accelerators the steps run in one lax.scan, on CPU one compiled call each)
   train_images  train steps/s with the frozen backbone and patch aggregation run on every batch
                 (what the official code does each step; the engine's path when the train
                 features exceed its device cache budget), `--chunk` steps per compiled call
@@ -85,32 +86,38 @@ def run(args) -> dict:
   states = trainer.init_states(hps, feats[:1])
   cache = {"feats": feats, "mask": jnp.zeros((n_cache,) + static.image_size), "label": jnp.zeros(n_cache, jnp.int32),
            "is_segmented": jnp.ones(n_cache, bool)}
-  idx_np = np.stack([loop.batch_indices(0, s, n_cache, args.batch, trainer.spe) for s in range(args.chunk)])
-  idx = jnp.asarray(idx_np)
+  sampler = loop.uniform_sampler(n_cache, 0)
+  idx_np = np.stack([loop.batch_indices(sampler, s, args.batch, trainer.spe) for s in range(args.chunk)])
+  batches = {"image": jnp.asarray(images[idx_np]), "mask": jnp.zeros(idx_np.shape + static.image_size),
+             "label": jnp.zeros(idx_np.shape, jnp.int32), "is_segmented": jnp.ones(idx_np.shape, bool)}
+  scan = jax.default_backend() != "cpu"  # As the engine: lax.scan chunks on accelerators, one call per step on CPU.
   box = {"states": states}
 
-  def train_cached():
-    box["states"], metrics = trainer.scan_chunk(box["states"], hps, cache, idx)
-    _block(metrics)
+  def steps_fn(cached: bool):
+    run_chunk = trainer.chunk_fn(cached, scan)
+    source, selectors = (cache, jnp.asarray(idx_np)) if cached else (frozen_vars, batches)
 
-  batches = {"image": jnp.asarray(images[idx_np]), "mask": jnp.zeros(idx.shape + static.image_size),
-             "label": jnp.zeros(idx.shape, jnp.int32), "is_segmented": jnp.ones(idx.shape, bool)}
+    def run_steps():
+      if scan:
+        box["states"], metrics = run_chunk(box["states"], hps, source, selectors)
+      else:
+        for j in range(args.chunk):
+          box["states"], metrics = run_chunk(box["states"], hps, source, jax.tree.map(lambda x: x[j], selectors))
+      _block(metrics)
 
-  def train_images():
-    box["states"], metrics = trainer.image_chunk(box["states"], hps, frozen_vars, batches)
-    _block(metrics)
+    return run_steps
 
   predict_fn = evaluator.make_predict_fn(method, static, features_fn, static.image_size)
   results = {}
-  warm, sec = timed(train_cached, args.repeats)
+  warm, sec = timed(steps_fn(cached=True), args.repeats)
   results["train_cached"] = {"steps_per_s": args.chunk / sec, "images_per_s": args.chunk * args.batch / sec,
-                             "warmup_s": warm, "steps_per_call": args.chunk}
-  warm, sec = timed(train_images, args.repeats)
+                             "warmup_s": warm, "steps_per_measure": args.chunk, "scan": scan}
+  warm, sec = timed(steps_fn(cached=False), args.repeats)
   results["train_images"] = {"steps_per_s": args.chunk / sec, "images_per_s": args.chunk * args.batch / sec,
-                             "warmup_s": warm, "steps_per_call": args.chunk}
+                             "warmup_s": warm, "steps_per_measure": args.chunk, "scan": scan}
   for b in (1, 16):
     x = jnp.asarray(images[:b])
-    warm, sec = timed(lambda: _block(predict_fn(box["states"], frozen_vars, x)), args.repeats * (4 if b == 1 else 1))
+    warm, sec = timed(lambda: _block(predict_fn(box["states"], frozen_vars, x)), args.repeats * 4)
     results[f"infer_b{b}"] = {"images_per_s": b / sec, "ms_per_batch": 1e3 * sec, "warmup_s": warm}
   return {"benchmark": "simplenet_speed", "device": device_info(), "versions": versions(),
           "settings": {**vars(args), "static": dataclasses.asdict(static), "precision": "float32 params and "

@@ -81,12 +81,15 @@ def fit_selecting_on_test(method, static, hps_M, train, test, frozen, predict_fn
   from jaxad.train import loop
 
   features_fn, frozen_vars = frozen
+  sampler = loop.uniform_sampler(len(train), data_seed)
   trainer = loop.Trainer(method, static, len(train), features_fn)
   feats = loop.compute_features(trainer.features, frozen_vars, train.image)
   cache = {"feats": feats, "mask": jnp.asarray(train.mask), "label": jnp.asarray(train.label),
            "is_segmented": jnp.asarray(train.is_segmented)}
   states = trainer.init_states(hps_M, feats[:1])
-  best_states = jax.tree.map(jnp.copy, states)  # The train call donates `states`.
+  best_states = jax.tree.map(jnp.copy, states)  # The train calls donate `states`.
+  scan = jax.default_backend() != "cpu"  # As the engine: one lax.scan per chunk on accelerators.
+  run_chunk = trainer.chunk_fn(True, scan)
   batch_size = min(static.batch_size, len(train))
   per_meta = static.gan_epochs * trainer.spe
   m = int(np.shape(hps_M.seed)[0])
@@ -94,11 +97,17 @@ def fit_selecting_on_test(method, static, hps_M, train, test, frozen, predict_fn
   history = []
   for meta in range(static.meta_epochs):
     steps = range(meta * per_meta, (meta + 1) * per_meta)
-    idx = np.stack([loop.batch_indices(data_seed, s, len(train), batch_size, trainer.spe) for s in steps])
-    states, train_metrics = trainer.scan_chunk(states, hps_M, cache, jnp.asarray(idx))
+    idx = jnp.asarray(np.stack([loop.batch_indices(sampler, s, batch_size, trainer.spe) for s in steps]))
+    if scan:
+      states, train_metrics = run_chunk(states, hps_M, cache, idx)
+      last_loss = train_metrics["loss"][-1]
+    else:
+      for row in idx:
+        states, train_metrics = run_chunk(states, hps_M, cache, row)
+      last_loss = train_metrics["loss"]
     preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, eval_batch_size)
     record = {"meta_epoch": meta + 1, "step": int((meta + 1) * per_meta),
-              "loss": np.asarray(jax.device_get(train_metrics["loss"][-1])).tolist(),
+              "loss": np.asarray(jax.device_get(last_loss)).tolist(),
               "image_auroc": [], "pixel_auroc": []}
     better = np.zeros(m, bool)
     for i in range(m):
