@@ -90,19 +90,14 @@ def run(args) -> dict:
   idx_np = np.stack([loop.batch_indices(sampler, s, args.batch, trainer.spe) for s in range(args.chunk)])
   batches = {"image": jnp.asarray(images[idx_np]), "mask": jnp.zeros(idx_np.shape + static.image_size),
              "label": jnp.zeros(idx_np.shape, jnp.int32), "is_segmented": jnp.ones(idx_np.shape, bool)}
-  scan = jax.default_backend() != "cpu"  # As the engine: lax.scan chunks on accelerators, one call per step on CPU.
+  scan = loop.use_scan()
   box = {"states": states}
 
   def steps_fn(cached: bool):
-    run_chunk = trainer.chunk_fn(cached, scan)
     source, selectors = (cache, jnp.asarray(idx_np)) if cached else (frozen_vars, batches)
 
     def run_steps():
-      if scan:
-        box["states"], metrics = run_chunk(box["states"], hps, source, selectors)
-      else:
-        for j in range(args.chunk):
-          box["states"], metrics = run_chunk(box["states"], hps, source, jax.tree.map(lambda x: x[j], selectors))
+      box["states"], metrics = trainer.run_steps(box["states"], hps, source, selectors, cached)
       _block(metrics)
 
     return run_steps
@@ -147,7 +142,8 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=8, help="train batch size")
   parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default 10, quick 1)")
   parser.add_argument("--chunk", type=int, default=None, help="train steps per compiled call (default 20, quick 2)")
-  parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/simplenet_speed[_quick].json)")
+  parser.add_argument("--out", default=None,
+                      help="JSON output (default benchmarks/results/simplenet_speed[_quick].json)")
   args = parser.parse_args()
   args.repeats = args.repeats or (1 if args.quick else 10)
   args.chunk = args.chunk or (2 if args.quick else 20)

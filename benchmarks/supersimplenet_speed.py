@@ -47,7 +47,7 @@ def timed(fn, *args, repeats: int):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--quick", action="store_true", help="tiny backbone, 64×64, few repeats (CPU smoke run)")
-  parser.add_argument("--members", default="1,8,32", help="sweep sizes M to time")
+  parser.add_argument("--members", default="1,4", help="sweep sizes M to time")
   parser.add_argument("--out", default="benchmarks/results/supersimplenet_speed.json")
   args = parser.parse_args()
 
@@ -68,19 +68,15 @@ def main() -> None:
   cache = {"feats": feats, "mask": jnp.zeros((n_train, h, w)), "label": jnp.zeros(n_train, jnp.int32),
            "is_segmented": jnp.ones(n_train, bool)}
   rows = []
-  scan = jax.default_backend() != "cpu"
-  k = 10 if scan else 1
+  k = 10 if loop.use_scan() else 1
   idx = jnp.asarray(np.stack([np.arange(static.batch_size) for _ in range(k)]))
   base = None
   for m in members:
     hps = stack_members([cfg.Hparams(seed=i) for i in range(m)])
-    states = trainer.init_states(hps, feats[:1])
-    run = trainer.chunk_fn(True, scan)
-    sel = idx if scan else idx[0]
-    holder = {"s": states}
+    holder = {"s": trainer.init_states(hps, feats[:1])}
 
     def step():
-      holder["s"], metrics = run(holder["s"], hps, cache, sel)
+      holder["s"], metrics = trainer.run_steps(holder["s"], hps, cache, idx, cached=True)
       return metrics
 
     first, times = timed(step, repeats=repeats)
@@ -92,11 +88,11 @@ def main() -> None:
   # Backbone inside the step (no cache), M = 1.
   hps = stack_members([cfg.Hparams()])
   holder = {"s": trainer.init_states(hps, feats[:1])}
-  run = trainer.chunk_fn(False, False)
-  batch = {"image": images[:static.batch_size], **{key: v[:static.batch_size] for key, v in cache.items() if key != "feats"}}
+  batch = {"image": images[None, :static.batch_size],
+           **{key: v[None, :static.batch_size] for key, v in cache.items() if key != "feats"}}
 
   def image_step():
-    holder["s"], metrics = run(holder["s"], hps, frozen_vars, batch)
+    holder["s"], metrics = trainer.run_steps(holder["s"], hps, frozen_vars, batch, cached=False)
     return metrics
 
   first, times = timed(image_step, repeats=repeats)

@@ -16,11 +16,11 @@ score = max of −D over the 36×36 patches, map blurred like scipy gaussian_fil
 
 Weights first: `jaxad weights download wide_resnet50_2.tv_in1k`.
 
-Expected runtime (estimate from benchmarks/simplenet_speed.py on one H100: 562 train steps/s on
-cached features, 153 with the backbone in the step, 1,521 test images/s): ≈ 72,500 steps for the
-15 categories, about 5 minutes of training plus data loading and evaluation, so 10–15 minutes
-for the default protocol; the "paper" protocol adds 40 test evaluations (pixel AUROC on the host)
-per category, roughly 30–45 minutes in all. On CPU, expect days.
+Expected runtime (estimated from benchmarks/simplenet_speed.py on one H100: 561 train steps/s
+on cached features, 152 with the backbone in the step, about 1,000 test images/s): about 72,500
+steps for the 15 categories, i.e. about 5 minutes of training plus data loading and evaluation,
+10–15 minutes in all for the default protocol; the "paper" protocol adds 40 test evaluations
+(pixel AUROC on the host) per category, roughly 30–45 minutes in all. On a CPU, days.
 
 Paper (CVPR 2023): mean image AUROC 99.6 on MVTec AD, 77 FPS on an RTX 3080 Ti; pixel AUROC 98.1
 (from the paper's table, not checked against its text). Both come from best-of-40 selection on

@@ -15,7 +15,9 @@ import pytest
 import scipy.ndimage
 from skimage import measure
 
+from jaxad import metrics
 from jaxad.errors import ConfigError
+from jaxad.evaluate import evaluator
 from jaxad.models import get_method
 from jaxad.models.simplenet import config as cfg
 from jaxad.models.simplenet import protocol, steps
@@ -24,7 +26,7 @@ from jaxad.models.simplenet.loss import truncated_l1
 from jaxad.models.simplenet.pro import simplenet_pro
 from jaxad.ops.resize import resize
 from jaxad.train import loop
-from jaxad.train.state import index_member, stack_members
+from jaxad.train.state import stack_members
 
 METHOD = get_method("simplenet")
 STATIC = cfg.resolve(cfg.Static(image_size=(32, 32), batch_size=4, meta_epochs=2, gan_epochs=2, dsc_hidden=8))
@@ -138,7 +140,6 @@ def test_fit_through_the_engine(tmp_path, frozen, train_data):
 
 def test_selection_on_test_keeps_best_meta_epoch(tmp_path, frozen, train_data):
   """The official rule on a run whose test labels are random: selected = argmax of the recorded curve."""
-  from jaxad.evaluate import evaluator
   rng = np.random.default_rng(2)
   test = dataclasses.replace(train_data, label=np.array([0, 1] * 4, np.int32),
                              mask=(rng.random((8, 32, 32)) > 0.9).astype(np.float32))
@@ -151,7 +152,6 @@ def test_selection_on_test_keeps_best_meta_epoch(tmp_path, frozen, train_data):
   winner = max(range(3), key=lambda i: (curve[i][0], curve[i][1], -i))
   assert int(best.step[0]) == (winner + 1) * 2
   preds = evaluator.predict_split(predict_fn, best, frozen[1], test.image)
-  from jaxad import metrics
   assert metrics.image_auroc(preds["score"][0], test.label) == pytest.approx(curve[winner][0])
 
 

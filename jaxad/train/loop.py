@@ -92,8 +92,29 @@ class Trainer:
     self.features = _jit_features(self.features_fn)
     self.init_states = _jit_init(self.method, self.static, self.spe)
 
-  def chunk_fn(self, cached: bool, scan: bool):
-    return _jit_chunk(self.method, self.static, self.spe, self.features_fn, cached, scan)
+  def chunk_fn(self, cached: bool, scan: bool | None = None):
+    return _jit_chunk(self.method, self.static, self.spe, self.features_fn, cached, use_scan() if scan is None else scan)
+
+  def run_steps(self, states, hps_M, source, selectors, cached: bool):
+    """Runs the K steps given by `selectors` (leading axis K); returns (states, metrics with a K axis).
+
+    cached: source = the device feature cache and selectors = batch indices (K, B);
+    otherwise source = frozen variables and selectors = stacked batches with images.
+    """
+    scan = use_scan()
+    run_chunk = self.chunk_fn(cached, scan)
+    if scan:
+      return run_chunk(states, hps_M, source, selectors)
+    per_step = []
+    for j in range(jax.tree.leaves(selectors)[0].shape[0]):
+      states, metrics = run_chunk(states, hps_M, source, jax.tree.map(lambda x: x[j], selectors))
+      per_step.append(metrics)
+    return states, jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
+
+
+def use_scan() -> bool:
+  """K steps per compiled `lax.scan` on accelerators; one compiled call per step on the CPU backend."""
+  return jax.default_backend() != "cpu"
 
 
 @functools.lru_cache(maxsize=16)
@@ -229,8 +250,6 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   (workdir / "provenance.json").write_text(json.dumps(prov, indent=2))
   meta_base = {"config": config_record or {}, "provenance": prov, "data_seed": data_seed, "total_steps": total}
 
-  scan = jax.default_backend() != "cpu"
-  run_chunk = trainer.chunk_fn(cached, scan)
   source = cache if cached else frozen_vars
   bar = _progress(total, start, progress)
   log_path = workdir / "metrics.jsonl"
@@ -241,14 +260,7 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       idx = np.stack([batch_indices(sampler, s, batch_size, trainer.spe) for s in range(step, step + k)])
       t0 = time.perf_counter()
       selectors = jnp.asarray(idx) if cached else {name: jnp.asarray(v[idx]) for name, v in host.items()}
-      if scan:
-        states, metrics = run_chunk(states, hps_M, source, selectors)
-      else:
-        per_step = []
-        for j in range(k):
-          states, m_j = run_chunk(states, hps_M, source, jax.tree.map(lambda x: x[j], selectors))
-          per_step.append(m_j)
-        metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
+      states, metrics = trainer.run_steps(states, hps_M, source, selectors, cached)
       metrics = jax.device_get(metrics)
       alive = np.asarray(jax.device_get(states.alive))
       dt = time.perf_counter() - t0

@@ -88,8 +88,6 @@ def fit_selecting_on_test(method, static, hps_M, train, test, frozen, predict_fn
            "is_segmented": jnp.asarray(train.is_segmented)}
   states = trainer.init_states(hps_M, feats[:1])
   best_states = jax.tree.map(jnp.copy, states)  # The train calls donate `states`.
-  scan = jax.default_backend() != "cpu"  # As the engine: one lax.scan per chunk on accelerators.
-  run_chunk = trainer.chunk_fn(True, scan)
   batch_size = min(static.batch_size, len(train))
   per_meta = static.gan_epochs * trainer.spe
   m = int(np.shape(hps_M.seed)[0])
@@ -98,13 +96,8 @@ def fit_selecting_on_test(method, static, hps_M, train, test, frozen, predict_fn
   for meta in range(static.meta_epochs):
     steps = range(meta * per_meta, (meta + 1) * per_meta)
     idx = jnp.asarray(np.stack([loop.batch_indices(sampler, s, batch_size, trainer.spe) for s in steps]))
-    if scan:
-      states, train_metrics = run_chunk(states, hps_M, cache, idx)
-      last_loss = train_metrics["loss"][-1]
-    else:
-      for row in idx:
-        states, train_metrics = run_chunk(states, hps_M, cache, row)
-      last_loss = train_metrics["loss"]
+    states, train_metrics = trainer.run_steps(states, hps_M, cache, idx, cached=True)
+    last_loss = train_metrics["loss"][-1]
     preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, eval_batch_size)
     record = {"meta_epoch": meta + 1, "step": int((meta + 1) * per_meta),
               "loss": np.asarray(jax.device_get(last_loss)).tolist(),
@@ -152,7 +145,8 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
     train = _load(run, method, static, category, "train")
     test = _load(run, method, static, category, "test", with_components=True)
     record = {"run": config_lib.to_record(run), "model": method.name, "category": category, "n_train": len(train),
-              "static": config_lib.to_record(static), "protocol": {"select_on_test": True, "official_pro": official_pro},
+              "static": config_lib.to_record(static),
+              "protocol": {"select_on_test": True, "official_pro": official_pro},
               "selection": selection_label(static.meta_epochs),
               "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m jaxad.models.simplenet.protocol",
                                    description=__doc__.split("\n\n")[0])
   fit_cli.add_common(parser)
-  parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (not with select_on_test)")
+  parser.add_argument("--max-steps", type=int, default=None,
+                      help="stop after this many steps (not with select_on_test)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   args = parser.parse_args(argv)
   try:

@@ -120,7 +120,7 @@ def train_step(static: cfg.Static, state: TrainState, feats_BxHxWxC, batch, key,
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
-  metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), **parts)
+  metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), **parts)
   return new_state, metrics
 
 
