@@ -9,7 +9,7 @@ score = max of −D over the 36×36 patches, map blurred like scipy gaussian_fil
   # honest protocol: the last model, standard metrics (AUPRO = MVTec / anomalib definition)
   jaxad fit --config experiments/simplenet_mvtec.py --data /data/mvtec_anomaly_detection
   # the paper's protocol: best of 40 evaluations ON THE TEST SET + the official non-standard "PRO"
-  python -m jaxad.models.simplenet.protocol --config experiments/simplenet_mvtec.py:paper \\
+  jaxad fit --config experiments/simplenet_mvtec.py:paper \\
       --data /data/mvtec_anomaly_detection
   # smoke test (CPU, minutes): embedded data, tiny random backbone, everything shrunk
   jaxad fit --config experiments/simplenet_mvtec.py:smoke

@@ -1,8 +1,12 @@
 """SuperSimpleNet on the embedded dataset with EfficientNet-Lite0: the README's main job.
 
 COMMAND:  ./scripts/quickstart.sh            (= jaxad fit --config experiments/supersimplenet_embedded.py)
-RUNTIME:  a few minutes on 2 CPU cores; seconds on a GPU.
-EXPECTED: image AUROC ≥ 0.95 averaged over the 4 categories (see README for the measured table).
+RUNTIME:  about 3 minutes per category on 2 idle CPU cores (1.5 s per step, 120 steps); ~1 s per
+          category after compilation on an H100.
+MEASURED (H100, this config, seed 42): image AUROC (cls head) 0.73, image AUROC of the map maximum
+          0.94, AUPRO 0.82 averaged over the 4 categories; with the paper's head widths and 100
+          epochs at σ 1.6: 0.87 / 0.98 / 0.92. The cls-head score is below the 0.95 target (work
+          in progress, see the SuperSimpleNet README).
 
 Deviations from the paper setting (methods.md §3), made so that 2 CPU cores train it in
 minutes: EfficientNet-Lite0 instead of WideResNet-50-2 (its ImageNet weights ship in a
@@ -20,7 +24,8 @@ def get_config(arg=None):
       "seg_hidden": 256,
       "cls_hidden": 32,
       "batch_size": 16,
-      "epochs": 20,
+      "epochs": 40,
+      "noise_std": 3.2,  # Lite0's pooled features have a per-channel std of ~3 (WideResNet's ~0.1–1)
   }
   if arg == "smoke":
     run.update(max_steps=2, categories=("brick",))

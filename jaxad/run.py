@@ -90,10 +90,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   hp_rows = _member_hparams(hps_M)
   rows = [{"category": category or "default", "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
   report.write_tables(rows, workdir)
-  for m in range(len(rows)):
-    out = workdir / "overlays" / (f"member{m}" if len(rows) > 1 else "")
-    report.save_overlays(test.image, preds["anomaly_map"][m], test.mask, test.file_name, preds["score"][m], out,
-                         run.overlays)
+  report.save_member_overlays(workdir, test, preds, run.overlays)
   return rows
 
 
@@ -117,7 +114,10 @@ def _member_hparams(hps_M) -> list[dict]:
 
 def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print) -> list[dict]:
   """fit + test over the categories; writes per-category reports and the summary; returns all rows."""
+  if hps_list is None and get_method(run_cfg.model).run is not None:
+    return get_method(run_cfg.model).run(run_cfg, overrides, log)
   method, static, hp = build_static(run_cfg.model, overrides)
+  config_lib.check_known(overrides, static, hp)
   hps_M = stack_members(hps_list or [hp])
   categories = list(run_cfg.categories) or list_categories(run_cfg.data) or [None]
   rows = []

@@ -64,17 +64,14 @@ def resolve_run(args):
 
 def main(args) -> int:
   import dataclasses
-  from jaxad import config as config_lib
   from jaxad.evaluate.report import markdown_table
-  from jaxad.run import build_static, run as run_all
+  from jaxad.run import run as run_all
 
   run, overrides = resolve_run(args)
   if args.max_steps is not None:
     run = dataclasses.replace(run, max_steps=args.max_steps)
   if args.no_progress:
     run = dataclasses.replace(run, progress=False)
-  method, static, hp = build_static(run.model, overrides)
-  config_lib.check_known(overrides, static, hp)
   rows = run_all(run, overrides)
   print(markdown_table(rows))
   print(f"\nreports, overlays and checkpoints: {run.workdir}")

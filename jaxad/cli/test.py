@@ -36,8 +36,7 @@ def main(args) -> int:
     cat_rows = [{"category": record["category"], "member": m, **hp_rows[m], **r}
                 for m, r in enumerate(evaluator.score_members(preds, test))]
     report.write_tables(cat_rows, d, stem="test_report")
-    report.save_overlays(test.image, preds["anomaly_map"][0], test.mask, test.file_name, preds["score"][0],
-                         d / "overlays", args.overlays)
+    report.save_member_overlays(d, test, preds, args.overlays)
     rows += cat_rows
   print(report.markdown_table(report.with_mean(rows)))
   return 0

@@ -14,6 +14,8 @@ all members. `static` is hashable (a jit static argument); `hp` is a pytree of s
   predict(static, state, feats, image_hw) -> {"score": (B,), "anomaly_map": (B, H, W), "map_score": (B,)}
   prepare_train(static, train, data_seed) -> (train, sampler | None)   optional: expands the train
       split (augmented copies, loss weights) and gives sampler(epoch) -> indices of that epoch
+  run(run_cfg, overrides, log) -> rows    optional: replaces `jaxad.run.run` for protocols the
+      shared fit → validate → test does not cover (SimpleNet's official test-set selection)
 """
 
 from __future__ import annotations
@@ -37,3 +39,4 @@ class Method:
   train_step: Callable
   predict: Callable
   prepare_train: Callable | None = None
+  run: Callable | None = None

@@ -57,8 +57,9 @@ def resolve(static: Static) -> Static:
   """Fills `resize_shorter`, makes a one-number image size square, validates.
 
   The protocol options (`select_on_test`, `official_pro`) are refused here because the shared
-  engine (`jaxad fit`) only evaluates the final model; `jaxad.models.simplenet.protocol` strips
-  them before calling this and runs them itself, so they are never silently ignored.
+  engine only evaluates the final model; `jaxad fit --model simplenet` goes through
+  `jaxad.models.simplenet.protocol`, which strips them before calling this and runs them
+  itself, so they are never silently ignored.
   """
   size = tuple(int(v) for v in static.image_size)
   if len(size) == 1:
@@ -83,9 +84,8 @@ def resolve(static: Static) -> Static:
   if not static.layers:
     raise ConfigError("layers must name at least one backbone stage")
   if static.select_on_test or static.official_pro:
-    raise ConfigError("select_on_test and official_pro are run by the SimpleNet protocol runner, not by the shared "
-                      "engine: use `python -m jaxad.models.simplenet.protocol` with the same options "
-                      "(see jaxad/models/simplenet/README.md)")
+    raise ConfigError("select_on_test and official_pro are protocol options: `jaxad fit --model simplenet` "
+                      "(jaxad.models.simplenet.protocol) runs them; the shared engine alone would ignore them")
   return dataclasses.replace(static, image_size=size, resize_shorter=shorter, layers=tuple(static.layers))
 
 

@@ -14,7 +14,7 @@ model with the standard metrics, so `config.resolve` refuses these flags there. 
 strips them, uses the shared pieces (data loading, frozen features, `loop.Trainer`, evaluator,
 reports) and adds the official behaviour. Without the flags it is exactly `jaxad fit`.
 
-  python -m jaxad.models.simplenet.protocol --data /data/mvtec_ad --category bottle \\
+  jaxad fit --model simplenet --data /data/mvtec_ad --category bottle \\
       --set select_on_test=true --set official_pro=true
 
 It takes every option of `jaxad fit` (`--model` is always simplenet).
@@ -176,10 +176,7 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
   if official_pro:
     _add_pro(rows, preds["anomaly_map"], test.mask)
   report.write_tables(rows, workdir)
-  for m in range(len(rows)):
-    out = workdir / "overlays" / (f"member{m}" if len(rows) > 1 else "")
-    report.save_overlays(test.image, preds["anomaly_map"][m], test.mask, test.file_name, preds["score"][m], out,
-                         run.overlays)
+  report.save_member_overlays(workdir, test, preds, run.overlays)
   return rows
 
 

@@ -109,7 +109,7 @@ def train_step(static: cfg.Static, state: TrainState, feats_BxHxWxC, batch, key,
   updates, opt_state = _optimizer(hp).update(grads, state.opt_state, state.params)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
-  return new_state, dict(loss=loss, grad_norm=optax.global_norm(grads), **parts)
+  return new_state, dict(loss=loss, grad_norm=optax.tree.norm(grads), **parts)
 
 
 def patch_scores(static: cfg.Static, state: TrainState, feats_BxHxWxC):
@@ -140,4 +140,10 @@ METHOD = Method(
     init=init,
     train_step=train_step,
     predict=predict,
+    run=lambda run_cfg, overrides, log=print: _protocol_run(run_cfg, overrides, log),
 )
+
+
+def _protocol_run(run_cfg, overrides, log):
+  from jaxad.models.simplenet import protocol  # Imports the engine's run module; kept lazy.
+  return protocol.run(run_cfg, overrides, log)
