@@ -109,7 +109,9 @@ def _member_hparams(hps_M) -> list[dict]:
   fields = {k: np.asarray(v) for k, v in dataclasses.asdict(hps_M).items()}
   m = len(fields["seed"])
   varying = [k for k, v in fields.items() if m > 1 and not np.all(v == v[0])]
-  return [{k: fields[k][i].item() for k in varying} for i in range(m)]
+  # float32 storage: report the 7 significant digits the value was given with.
+  as_py = lambda v: float(f"{v:.7g}") if isinstance(v, float) else v
+  return [{k: as_py(fields[k][i].item()) for k in varying} for i in range(m)]
 
 
 def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print) -> list[dict]:

@@ -60,3 +60,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
   assert main(["fit", "--set", "no_such_field=1", "--workdir", str(tmp_path / "w")]) == 2
   assert "unknown setting" in capsys.readouterr().err
   assert main(["test", "--workdir", str(tmp_path)]) == 2
+
+
+def test_sweep_cli_trains_members_and_tables_them(tmp_path, embedded_root, capsys):
+  workdir = tmp_path / "sweep"
+  assert main(["sweep", "--config", "experiments/supersimplenet_mvtec.py:smoke", "--data", str(embedded_root),
+               "--workdir", str(workdir), "--no-progress", "--grid", "noise_std=0.01,0.1", "--grid", "seed=0:2"]) == 0
+  rows = json.loads((workdir / "brick" / "report.json").read_text())
+  assert len(rows) == 4 and {(r["noise_std"], r["seed"]) for r in rows} == {(0.01, 0), (0.01, 1), (0.1, 0), (0.1, 1)}
+  assert "4 members" in capsys.readouterr().out
+  assert main(["sweep", "--data", str(embedded_root), "--grid", "image_size=64,128", "--workdir", str(workdir)]) == 2
