@@ -1,9 +1,11 @@
 """The host training loop shared by every method (single runs are sweeps with M = 1).
 
 Per step: the frozen backbone features of the batch are computed once and shared by all M
-members; `jit(vmap(method.train_step))` updates every member. With `cache_features` the
-frozen features of the whole train split are computed once and kept on device, and K steps
-run inside one compiled `lax.scan` (no host round trip per step). The data order is a
+members; `jit(vmap(method.train_step))` updates every member. When they fit a memory budget
+(and the static config allows it) the frozen features of the whole train split are computed
+once and kept on device; otherwise each step computes them from the images. On accelerators
+K steps run inside one compiled `lax.scan` (no host round trip per step); on the CPU backend
+each step is its own compiled call (see `use_scan`). The data order is a
 seeded permutation per epoch (shared by all members, derived from the step, so resuming
 needs no iterator state beyond the step); member randomness is `fold_in(key(seed_m), step)`.
 
