@@ -161,8 +161,9 @@ def test_eval_forward_matches_anomalib(anomalib_model, jax_side, jax_features, s
       "features": rel_err(feats_j, nchw_to_nhwc(feats)),
       "map_logits": rel_err(map_j, map_ref[:, 0]),
       "score_logit": rel_err(score_j, score_ref),
-      "anomaly_map": rel_err(out["anomaly_map"], final.anomaly_map[:, 0]),
-      "score": rel_err(out["score"], final.pred_score),
+      # jaxad's predict returns logits; anomalib (and the official eval) their sigmoids.
+      "anomaly_map": rel_err(jax.nn.sigmoid(out["anomaly_map"]), final.anomaly_map[:, 0]),
+      "score": rel_err(jax.nn.sigmoid(out["score"]), final.pred_score),
   }
   print(f"\nSSN eval {shape} adapt_cls={adapt_cls}: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
   # Not saturated: the final comparison is informative.

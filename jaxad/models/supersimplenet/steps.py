@@ -125,13 +125,17 @@ def train_step(static: cfg.Static, state: TrainState, feats_BxHxWxC, batch, key,
 
 
 def predict(static: cfg.Static, state: TrainState, feats_BxHxWxC, image_hw: tuple[int, int]):
-  """Map: logits → bilinear upsample → torchvision blur (25, σ 4) → sigmoid; score: sigmoid(cls logit)."""
+  """Map: logits → bilinear upsample → torchvision blur (25, σ 4); score: the cls logit.
+
+  The official outputs are the sigmoids of these. jaxad keeps the logits: sigmoid saturates to
+  exactly 1.0 in float32 for logits above ~17, which turns confident rankings into ties,
+  while every ranking metric (AUROC, AP, F1-max, AUPRO) is unchanged by the monotone sigmoid.
+  """
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   map_logits, score_logits = _model(static).apply(variables, feats_BxHxWxC, train=False)
   up = resize(map_logits, image_hw, "bilinear", align_corners=False, channels_last=False)
-  anomaly_map = jax.nn.sigmoid(torchvision_gaussian_blur(up, static.blur_kernel, static.blur_sigma))
-  return {"score": jax.nn.sigmoid(score_logits), "anomaly_map": anomaly_map,
-          "map_score": anomaly_map.max(axis=(1, 2))}
+  anomaly_map = torchvision_gaussian_blur(up, static.blur_kernel, static.blur_sigma)
+  return {"score": score_logits, "anomaly_map": anomaly_map, "map_score": anomaly_map.max(axis=(1, 2))}
 
 
 METHOD = Method(
