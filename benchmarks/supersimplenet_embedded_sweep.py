@@ -6,8 +6,11 @@ Usage:  python benchmarks/supersimplenet_embedded_sweep.py [--sigmas 0.8,1.6,3.2
 The σ values are members of one stacked model (the engine vmaps the train step; the frozen
 features are computed once and shared). Prints image AUROC (cls head), image AUROC of the
 map maximum, pixel AUROC and AUPRO per category and member, and the means.
-`--arrays` reads the splits from a .npz (uint8 images/masks as written by `--dump`) instead of
-the data pipeline, for machines without grain/tensorflow-datasets (the H100 run used this).
+`--arrays` reads the splits from a .npz instead of the data pipeline, for machines without
+grain/tensorflow-datasets (the H100 runs used this): keys `<category>/<split>/{image,mask,label}`
+(uint8 (N, 128, 128, 3) images before normalisation, uint8 masks, int labels) and
+`<category>/test/components`, as `jaxad.train.data.load_split(..., PreprocessConfig(
+image_resize="cv2-bilinear", normalize=False))` gives them, scaled to uint8.
 """
 
 from __future__ import annotations

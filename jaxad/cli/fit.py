@@ -28,7 +28,10 @@ def register(subparsers) -> None:
 
 
 def resolve_run(args):
-  """(RunConfig, overrides) from the command line and an optional experiment file."""
+  """(RunConfig, overrides) from the command line and an optional experiment file.
+
+  Also applies `--max-steps` and `--no-progress` when the subcommand has them.
+  """
   import dataclasses
   from jaxad import config as config_lib
   from jaxad.experiments_loader import load_experiment
@@ -54,6 +57,10 @@ def resolve_run(args):
   if args.category:
     updates["categories"] = tuple(args.category)
   run = dataclasses.replace(run, **updates)
+  if getattr(args, "max_steps", None) is not None:
+    run = dataclasses.replace(run, max_steps=args.max_steps)
+  if getattr(args, "no_progress", False):
+    run = dataclasses.replace(run, progress=False)
   if args.workdir:
     run = dataclasses.replace(run, workdir=args.workdir)
   elif run.workdir == RunConfig.workdir:
@@ -63,15 +70,10 @@ def resolve_run(args):
 
 
 def main(args) -> int:
-  import dataclasses
   from jaxad.evaluate.report import markdown_table
   from jaxad.run import run as run_all
 
   run, overrides = resolve_run(args)
-  if args.max_steps is not None:
-    run = dataclasses.replace(run, max_steps=args.max_steps)
-  if args.no_progress:
-    run = dataclasses.replace(run, progress=False)
   rows = run_all(run, overrides)
   print(markdown_table(rows))
   print(f"\nreports, overlays and checkpoints: {run.workdir}")

@@ -47,10 +47,6 @@ def main(args) -> int:
   from jaxad.run import build_static, run as run_all
 
   run, overrides = resolve_run(args)
-  if args.max_steps is not None:
-    run = dataclasses.replace(run, max_steps=args.max_steps)
-  if args.no_progress:
-    run = dataclasses.replace(run, progress=False)
   if run.workdir.startswith("runs/") and not args.workdir:
     run = dataclasses.replace(run, workdir=run.workdir + "_sweep")
   method, static, hp = build_static(run.model, overrides)
