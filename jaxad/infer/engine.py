@@ -1,0 +1,160 @@
+"""Inference engine: a trained model's predict compiled once per (input shape, dtype) and streamed.
+
+One jitted function runs everything on the device: pre-processing (uint8 → resize → ImageNet
+normalisation, `preprocess.py`; skipped for float inputs, which are taken as already prepared
+network inputs), frozen features, the method's `predict` for the M stacked members (heads, map
+upsampling, blur, method-specific normalisation), then float32 map post-processing (optional
+resize to the input size and normalisation to a (lo, hi) range).
+
+Precision: "float32", or "bfloat16": every floating parameter (members and frozen backbone) is
+cast to bfloat16 once, the network input is cast after pre-processing, so all layers run on
+bfloat16 activations (modules follow their inputs' dtype; the frozen backbone follows its
+variables'); outputs are returned as float32.
+
+Streaming (`stream`, `predict_array`): batch i+1 is put on the device while batch i computes
+(jax dispatches asynchronously) and outputs start their device-to-host copy as soon as they are
+ready; all batches have the same shape (the last one is padded), so a stream compiles once.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxad.errors import ConfigError, DataError
+from jaxad.infer.preprocess import preprocess_images
+from jaxad.ops.resize import resize
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MAP_SIZES = ("model", "input")
+
+
+def cast_floats(tree, dtype):
+  """Casts every floating leaf of a pytree to `dtype` (one compiled program, not one per leaf)."""
+  def cast(x):
+    return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+  return jax.jit(lambda t: jax.tree.map(cast, t))(tree)
+
+
+def forward(method, static, features_fn, compute_dtype, map_size: str, states_M, frozen_vars, images_BxHxWx3,
+            map_range=None):
+  """The traced computation: {"score": (M, B), "map_score": (M, B), "anomaly_map": (M, B, h, w)} in float32.
+
+  `map_range` = (lo_M, hi_M) or None; maps become (map − lo) / (hi − lo) per member.
+  """
+  image_hw = tuple(static.image_size)
+  if jnp.issubdtype(images_BxHxWx3.dtype, jnp.floating):
+    if tuple(images_BxHxWx3.shape[1:3]) != image_hw:
+      raise DataError(f"prepared float images must be {image_hw}, got {tuple(images_BxHxWx3.shape[1:3])}; "
+                      "pass uint8 images to have them resized on the device")
+    x = images_BxHxWx3
+  else:
+    x = preprocess_images(images_BxHxWx3, image_hw, method.preprocessing(static))
+  feats = features_fn(frozen_vars, x.astype(compute_dtype))
+  out = jax.vmap(lambda s: method.predict(static, s, feats, image_hw))(states_M)
+  out = {k: v.astype(jnp.float32) for k, v in out.items()}
+  maps = out["anomaly_map"]
+  if map_size == "input" and maps.shape[-2:] != images_BxHxWx3.shape[1:3]:
+    maps = resize(maps, images_BxHxWx3.shape[1:3], "bilinear", align_corners=False, channels_last=False)
+  if map_range is not None:
+    lo, hi = (jnp.asarray(v, jnp.float32)[:, None, None, None] for v in map_range)
+    maps = (maps - lo) / (hi - lo)
+  out["anomaly_map"] = maps
+  return out
+
+
+class InferenceEngine:
+  """Compiled, streaming predict of M stacked members of a trained model.
+
+  Args:
+    method, static: the method record and its resolved Static.
+    states_M: stacked TrainStates (leading M axis; slice one member as `x[m:m + 1]`).
+    frozen: (features_fn, frozen_vars) from `method.make_frozen(static)`.
+    dtype: "float32" or "bfloat16" (see the module docstring).
+    map_size: "model" (maps at static.image_size) or "input" (resized to each batch's input size;
+      needs a plain resize, not SimpleNet's shorter-side resize + crop).
+    map_range: optional (lo_M, hi_M) arrays: maps are normalised to (map − lo) / (hi − lo).
+    device: where to run (default: the first device).
+  """
+
+  def __init__(self, method, static, states_M, frozen, *, dtype: str = "float32", map_size: str = "model",
+               map_range=None, device=None):
+    if dtype not in DTYPES:
+      raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if map_size not in MAP_SIZES:
+      raise ConfigError(f"map_size must be one of {', '.join(MAP_SIZES)}, got {map_size!r}")
+    if map_size == "input" and method.preprocessing(static).resize_shorter is not None:
+      raise ConfigError(f"{method.name} resizes the shorter side and crops; its maps cannot be mapped back to the "
+                        "input size (use map_size='model')")
+    features_fn, frozen_vars = frozen
+    self.method, self.static, self.dtype, self.map_size = method, static, dtype, map_size
+    self.device = device or jax.devices()[0]
+    self.members = int(jax.tree.leaves(states_M)[0].shape[0])
+    compute_dtype = DTYPES[dtype]
+    self.params = jax.device_put(cast_floats((states_M, frozen_vars), compute_dtype), self.device)
+    self.map_range = None if map_range is None else jax.device_put(
+        tuple(np.asarray(v, np.float32).reshape(self.members) for v in map_range), self.device)
+    self._fn = jax.jit(functools.partial(forward, method, static, features_fn, compute_dtype, map_size))
+
+  def __call__(self, images_BxHxWx3):
+    """One batch (host or device array) → dict of device arrays (dispatched asynchronously)."""
+    states, frozen_vars = self.params
+    return self._fn(states, frozen_vars, images_BxHxWx3, self.map_range)
+
+  def compiled_count(self) -> int:
+    """How many executables the engine holds (one per distinct input shape and dtype seen)."""
+    return self._fn._cache_size()
+
+  def lower(self, images_BxHxWx3):
+    """`jax.stages.Lowered` for a batch like this one (cost analysis, ahead-of-time compilation)."""
+    states, frozen_vars = self.params
+    return self._fn.lower(states, frozen_vars, images_BxHxWx3, self.map_range)
+
+  def stream(self, batches: Iterable[np.ndarray]) -> Iterator[dict]:
+    """Yields host (numpy) outputs per batch; the next batch's transfer overlaps the current compute."""
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
+      return
+    x = jax.device_put(first, self.device)
+    pending = None
+    for nxt in itertools.chain(it, [None]):
+      out = self(x)  # dispatched; returns at once
+      for v in out.values():
+        v.copy_to_host_async()
+      if nxt is not None:
+        x = jax.device_put(nxt, self.device)  # host-to-device while `out` computes
+      if pending is not None:
+        yield jax.device_get(pending)
+      pending = out
+    yield jax.device_get(pending)
+
+  def predict_array(self, images_NxHxWx3: np.ndarray, batch_size: int = 16) -> dict:
+    """Host outputs for N images: score (M, N), map_score (M, N), anomaly_map (M, N, h, w).
+
+    Batches all have `batch_size` images (the last is padded with copies of the last image), so the
+    whole array compiles once.
+    """
+    n = len(images_NxHxWx3)
+    if n == 0:
+      raise DataError("no images to predict")
+    batch_size = max(1, min(batch_size, n))
+
+    def batches():
+      for start in range(0, n, batch_size):
+        chunk = images_NxHxWx3[start:start + batch_size]
+        if len(chunk) < batch_size:
+          chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
+        yield chunk
+
+    parts: dict[str, list] = {}
+    for i, out in enumerate(self.stream(batches())):
+      valid = min(batch_size, n - i * batch_size)
+      for k, v in out.items():
+        parts.setdefault(k, []).append(np.asarray(v)[:, :valid])
+    return {k: np.concatenate(v, axis=1) for k, v in parts.items()}
