@@ -60,31 +60,47 @@ def build_static(model: str, overrides: dict[str, str], base=None):
   return method, static, hp
 
 
-def run_category(run: RunConfig, method, static, hps_M, category: str | None, log=print) -> list[dict]:
-  """Trains M members on one category, fits validation statistics, evaluates on test."""
-  workdir = Path(run.workdir) / (category or "default")
+def load_splits(run: RunConfig, method, static, category: str | None) -> dict:
+  """The train, validation and test splits of one category, preprocessed for `static`."""
   prep = method.preprocessing(static)
   kw = dict(val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress)
-  train = load_split(run.data, category, "train", static.image_size, prep, **kw)
+  return {"train": load_split(run.data, category, "train", static.image_size, prep, **kw),
+          "validation": load_split(run.data, category, "validation", static.image_size, prep, **kw),
+          "test": load_split(run.data, category, "test", static.image_size, prep, with_components=True, **kw)}
+
+
+def run_category(run: RunConfig, method, static, hps_M, category: str | None, log=print, *, workdir=None,
+                 splits: dict | None = None, frozen=None, mesh=None, raise_non_finite: bool = True) -> list[dict]:
+  """Trains M members on one category, fits validation statistics, evaluates on test.
+
+  Sweeps (jaxad.sweep) pass their member chunk's `workdir`, the `splits` and `frozen` features
+  shared by its chunks, the device `mesh` and `raise_non_finite=False` (frozen members are reported).
+  """
+  workdir = Path(workdir) if workdir is not None else Path(run.workdir) / (category or "default")
+  splits = splits or load_splits(run, method, static, category)
+  train = splits["train"]
   record = {"run": config_lib.to_record(run), "model": method.name, "category": category, "n_train": len(train),
             "static": config_lib.to_record(static),
             "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(json.dumps(record, indent=2))
-  frozen = method.make_frozen(static)
+  frozen = frozen or method.make_frozen(static)
   log(f"[{category}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
-                    frozen=frozen)
+                    frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite)
   features_fn, frozen_vars = frozen
   predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
 
-  val = load_split(run.data, category, "validation", static.image_size, prep, **kw)
+  val = splits["validation"]
+  if method.calibrate is not None:
+    states = method.calibrate(static, states, hps_M, val)
+    _save_calibrated(workdir, states)
   val_preds = evaluator.predict_split(predict_fn, states, frozen_vars, val.image, run.eval_batch_size)
   val_stats = validation_statistics(val_preds)
   (workdir / "validation.json").write_text(json.dumps(val_stats, indent=2))
 
-  test = load_split(run.data, category, "test", static.image_size, prep, with_components=True, **kw)
+  test = splits["test"]
   preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
   rows = evaluator.score_members(preds, test)
   hp_rows = _member_hparams(hps_M)
@@ -92,6 +108,17 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   report.write_tables(rows, workdir)
   report.save_member_overlays(workdir, test, preds, run.overlays)
   return rows
+
+
+def _save_calibrated(workdir: Path, states) -> None:
+  """Replaces the final checkpoint by the calibrated states (`jaxad test`/`predict` load those)."""
+  from jaxad.checkpoint import Checkpointer
+  ckpt = Checkpointer(workdir)
+  step = ckpt.latest_step()
+  meta = {**ckpt.restore_meta(step), "calibrated_on": "validation"}
+  ckpt.manager.delete(step)
+  ckpt.save(step, states, meta)
+  ckpt.close()
 
 
 def validation_statistics(preds: dict) -> dict:

@@ -7,6 +7,7 @@ import importlib
 from jaxad.errors import ConfigError
 
 _MODULES = {
+    "efficient_ad": "jaxad.models.efficient_ad.steps",
     "simplenet": "jaxad.models.simplenet.steps",
     "supersimplenet": "jaxad.models.supersimplenet.steps",
 }

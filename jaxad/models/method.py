@@ -16,6 +16,15 @@ all members. `static` is hashable (a jit static argument); `hp` is a pytree of s
       split (augmented copies, loss weights) and gives sampler(epoch) -> indices of that epoch
   run(run_cfg, overrides, log) -> rows    optional: replaces `jaxad.run.run` for protocols the
       shared fit → validate → test does not cover (SimpleNet's official test-set selection)
+  prepare_state(static, states_M, train) -> states_M   optional: fills data-dependent state that is not
+      trained (EfficientAD: the frozen teacher and its channel statistics over the train images)
+      before step 0 of a fresh run (a resumed run restores it from the checkpoint)
+  step_inputs(static, data_seed) -> stream | None   optional: per-step inputs from outside the train
+      split (EfficientAD's penalty images); stream(steps) -> dict of host arrays with a leading
+      len(steps) axis, deterministic in (data_seed, step); their entries join train_step's `batch`;
+      a `provenance` attribute (dict), if present, goes into the run's provenance.json
+  calibrate(static, states_M, hps_M, val) -> states_M   optional: fits post-training statistics on
+      the validation split (EfficientAD's map quantiles); the result is saved as the final checkpoint
 """
 
 from __future__ import annotations
@@ -40,3 +49,6 @@ class Method:
   predict: Callable
   prepare_train: Callable | None = None
   run: Callable | None = None
+  prepare_state: Callable | None = None
+  step_inputs: Callable | None = None
+  calibrate: Callable | None = None

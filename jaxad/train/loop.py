@@ -152,13 +152,16 @@ def _step_body(method, static, spe: int, features_fn, cached: bool):
   step = _member_step(method, static, spe)
 
   def body(states, hps_M, keys, source, selector):
+    aux = {}
+    if isinstance(selector, dict) and "aux" in selector:  # Method.step_inputs entries for this step
+      aux, selector = selector["aux"], selector["sel"]
     if cached:
       batch = {k: v[selector] for k, v in source.items() if k != "feats"}
       feats = source["feats"][selector]
     else:
       feats = jax.lax.stop_gradient(features_fn(source, selector["image"]))
       batch = {k: v for k, v in selector.items() if k != "image"}
-    return step(states, feats, batch, keys, hps_M)
+    return step(states, feats, {**batch, **aux}, keys, hps_M)
 
   return body
 
@@ -197,9 +200,27 @@ def compute_features(features, frozen_vars, images_NxHxWx3: np.ndarray, batch_si
   return jnp.concatenate(outs)
 
 
+CACHE_BUDGET_BYTES = 2 << 30
+
+
+def feature_cache_fits(static, example_feats, n_train: int, budget_bytes: int = CACHE_BUDGET_BYTES) -> bool:
+  """Whether `fit` keeps the frozen features of all n_train samples on device."""
+  return getattr(static, "cache_features", True) and (
+      example_feats.size * example_feats.dtype.itemsize * n_train <= budget_bytes)
+
+
+def host_arrays(train: SplitData) -> dict[str, np.ndarray]:
+  """The per-sample arrays a training batch is gathered from."""
+  host = {"image": train.image, "mask": train.mask, "label": train.label, "is_segmented": train.is_segmented}
+  if train.loss_weight is not None:
+    host["loss_weight"] = train.loss_weight
+  return host
+
+
 def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_seed: int = 0,
         max_steps: int | None = None, chunk: int = 25, ckpt_every: int = 500, progress: bool = True,
-        config_record: dict | None = None, frozen=None, cache_budget_bytes: int = 2 << 30) -> TrainState:
+        config_record: dict | None = None, frozen=None, cache_budget_bytes: int = CACHE_BUDGET_BYTES,
+        mesh: jax.sharding.Mesh | None = None, raise_non_finite: bool = True) -> TrainState:
   """Trains M members on `train` and returns their stacked final states (resuming if possible).
 
   Args:
@@ -214,6 +235,10 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
     frozen: optional precomputed (features_fn, frozen_vars).
     cache_budget_bytes: the train features are cached on device when they fit in this budget
       (and the static config allows it); otherwise each step computes them from the images.
+    mesh: a 1-D mesh with axis "members": the M axis of states and hparams is split over its
+      devices (M a multiple of their number), the shared inputs are replicated.
+    raise_non_finite: raise `NonFiniteLossError` when every member (or the only one) is frozen;
+      sweeps pass False and report frozen members instead.
   """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -231,15 +256,13 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   m = int(np.shape(hps_M.seed)[0])
 
   example = trainer.features(frozen_vars, jnp.asarray(train.image[:1]))
-  cached = getattr(static, "cache_features", True) and (
-      example.size * example.dtype.itemsize * len(train) <= cache_budget_bytes)
-  host = {"image": train.image, "mask": train.mask, "label": train.label, "is_segmented": train.is_segmented}
-  if train.loss_weight is not None:
-    host["loss_weight"] = train.loss_weight
+  cached = feature_cache_fits(static, example, len(train), cache_budget_bytes)
+  host = host_arrays(train)
   if cached:
     cache = {k: jnp.asarray(v) for k, v in host.items() if k != "image"}
     cache["feats"] = compute_features(trainer.features, frozen_vars, train.image)
   states = trainer.init_states(hps_M, example)
+  stream = method.step_inputs(static, data_seed) if method.step_inputs is not None else None
 
   ckpt = Checkpointer(workdir)
   start = 0
@@ -248,11 +271,19 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
     states, meta = ckpt.restore(latest, states)
     start = int(meta["step"])
     _truncate_log(workdir / "metrics.jsonl", start)
+  elif method.prepare_state is not None:
+    states = method.prepare_state(static, states, train)
   prov = provenance.collect()
+  if stream is not None and getattr(stream, "provenance", None):
+    prov["step_inputs"] = stream.provenance
   (workdir / "provenance.json").write_text(json.dumps(prov, indent=2))
   meta_base = {"config": config_record or {}, "provenance": prov, "data_seed": data_seed, "total_steps": total}
 
   source = cache if cached else frozen_vars
+  if mesh is not None:  # members split over the devices; shared inputs replicated
+    spec, sharding = jax.sharding.PartitionSpec, jax.sharding.NamedSharding
+    states, hps_M = jax.device_put((states, hps_M), sharding(mesh, spec("members")))
+    source = jax.device_put(source, sharding(mesh, spec()))
   bar = _progress(total, start, progress)
   log_path = workdir / "metrics.jsonl"
   step = start
@@ -262,6 +293,9 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       idx = np.stack([batch_indices(sampler, s, batch_size, trainer.spe) for s in range(step, step + k)])
       t0 = time.perf_counter()
       selectors = jnp.asarray(idx) if cached else {name: jnp.asarray(v[idx]) for name, v in host.items()}
+      if stream is not None:
+        aux = {name: jnp.asarray(v) for name, v in stream(np.arange(step, step + k)).items()}
+        selectors = {"sel": selectors, "aux": aux}
       states, metrics = trainer.run_steps(states, hps_M, source, selectors, cached)
       metrics = jax.device_get(metrics)
       alive = np.asarray(jax.device_get(states.alive))
@@ -271,7 +305,7 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       if bar is not None:
         bar.update(k)
         bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][-1])):.4f}", img_s=f"{k * batch_size / dt:.0f}")
-      if not alive.any() or (m == 1 and not alive[0]):
+      if raise_non_finite and (not alive.any() or (m == 1 and not alive[0])):
         bad = int(np.argmax(~np.isfinite(metrics["loss"][:, 0]))) if m == 1 else None
         raise NonFiniteLossError(
             f"training stopped: the loss became non-finite near step {step - k + (bad or 0) + 1}; "

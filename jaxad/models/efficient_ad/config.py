@@ -15,6 +15,7 @@ from jaxad.errors import ConfigError
 
 SIZES = ("s", "m")
 POSTPROCESS = ("anomalib", "nelson")
+TEACHER_STATS = ("nelson", "anomalib")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,14 @@ class Static:
   lr_decay_gamma: float = 0.1  # StepLR factor
   dropout: float = 0.2  # decoder dropout rate, active only in training (nelson and anomalib)
   hard_loss_max_elems: int = 2 ** 24  # anomalib random-subsamples d_ST above this (torch.quantile limit)
+  teacher: str | None = None  # registry name, weights file (anomalib .pth or `jaxad distill` output) or "random";
+  #   None = "efficientad_teacher_<size>" (anomalib's release of nelson's teachers)
+  teacher_stats: str = "nelson"  # μ/σ of the teacher outputs: "nelson" (two passes) or "anomalib" (Σy, Σy²)
+  penalty: str = "bundled"  # penalty images: "bundled" (photos shipped with scikit-image/scikit-learn, random
+  #   crops), a folder of images (ImageNet/Imagenette: nelson's resize 2·size, center crop), or "none"
+  penalty_pool: int = 1000  # penalty images held in host memory (folder: a seeded random subset; bundled: crops)
+  image_resize: str = "pil-bilinear"  # nelson: torchvision Resize on PIL images; anomalib: torch-bilinear-antialias
+  cache_features: bool = True  # keep the train images on device (the step gathers its batch there)
 
 
 @flax.struct.dataclass
@@ -52,15 +61,42 @@ class Hparams:
   seed: int = 42  # nelson and anomalib benchmark seed
 
 
+MIN_IMAGE_SIDE = 64  # smallest input whose PDN output is non-empty (64 → 8×8 without padding)
+
+
 def validate(static: Static) -> Static:
-  """Checks the static settings; returns them unchanged."""
+  """Checks the static settings; returns them unchanged.
+
+  The references need ≥ 256 px (the AE's 8×8 code conv); jaxad accepts ≥ 64 px by shrinking that
+  conv's kernel to the remaining grid (`model.code_kernel`), a documented extension for small runs.
+  """
   if static.size not in SIZES:
     raise ConfigError(f"EfficientAD size must be one of {SIZES}, got {static.size!r}")
   if static.postprocess not in POSTPROCESS:
     raise ConfigError(f"postprocess must be one of {POSTPROCESS}, got {static.postprocess!r}")
+  if static.teacher_stats not in TEACHER_STATS:
+    raise ConfigError(f"teacher_stats must be one of {TEACHER_STATS}, got {static.teacher_stats!r}")
   h, w = static.image_size
-  if min(h, w) < 256:  # the AE encoder's final 8×8 conv needs ≥ 8 px after five stride-2 convs
-    raise ConfigError(f"image_size must be at least 256×256 for the autoencoder, got {static.image_size}")
-  if static.batch_size < 1 or static.train_steps < 1:
-    raise ConfigError("batch_size and train_steps must be positive")
+  if min(h, w) < MIN_IMAGE_SIDE:
+    raise ConfigError(f"image_size must be at least {MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE}, got {static.image_size}")
+  if static.batch_size < 1 or static.train_steps < 1 or static.penalty_pool < 1:
+    raise ConfigError("batch_size, train_steps and penalty_pool must be positive")
+  if not 0.0 < static.lr_decay_fraction <= 1.0:
+    raise ConfigError(f"lr_decay_fraction must be in (0, 1], got {static.lr_decay_fraction}")
   return static
+
+
+def resolve(static: Static) -> Static:
+  """Fills the teacher default from the size; makes a one-number image size square; validates."""
+  updates = {}
+  if static.teacher is None:
+    updates["teacher"] = f"efficientad_teacher_{static.size}"
+  if isinstance(static.image_size, int) or len(static.image_size) == 1:
+    side = static.image_size if isinstance(static.image_size, int) else static.image_size[0]
+    updates["image_size"] = (int(side), int(side))
+  return validate(dataclasses.replace(static, **updates))
+
+
+def default_hparams(static: Static) -> Hparams:
+  del static  # Same defaults for S and M.
+  return Hparams()

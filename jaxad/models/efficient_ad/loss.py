@@ -36,7 +36,7 @@ def efficient_ad_losses(teacher_norm_BxHxWxC, student_BxHxWx2C, student_penalty_
   Args:
     teacher_norm_BxHxWxC: T̂(x), already normalised (treated as constant).
     student_BxHxWx2C: S(x).
-    student_penalty_BxHxWx2C: S(P) on the penalty image.
+    student_penalty_BxHxWx2C: S(P) on the penalty image; None: no penalty (nelson's "none").
     teacher_aug_norm_BxHxWxC: T̂(x_aug) (constant).
     ae_aug_BxHxWxC: A(x_aug) (gradients flow into both L_AE and L_STAE).
     student_aug_BxHxWx2C: S(x_aug).
@@ -47,7 +47,8 @@ def efficient_ad_losses(teacher_norm_BxHxWxC, student_BxHxWx2C, student_penalty_
   teacher_aug = jax.lax.stop_gradient(teacher_aug_norm_BxHxWxC)
   d_st = jnp.square(teacher - student_BxHxWx2C[..., :c])
   hard = hard_feature_loss(d_st, p_hard)
-  penalty = penalty_loss(student_penalty_BxHxWx2C, c)
+  penalty = (jnp.zeros((), d_st.dtype) if student_penalty_BxHxWx2C is None
+             else penalty_loss(student_penalty_BxHxWx2C, c))
   ae = jnp.mean(jnp.square(teacher_aug - ae_aug_BxHxWxC))
   stae = jnp.mean(jnp.square(ae_aug_BxHxWxC - student_aug_BxHxWx2C[..., c:]))
   st = hard + penalty

@@ -79,6 +79,12 @@ class PDN(nn.Module):
     return x
 
 
+def code_kernel(image_size: tuple[int, int]) -> tuple[int, int]:
+  """Kernel of the encoder's last conv: 8×8 (the references) for inputs ≥ 256 px; for smaller inputs
+  (jaxad extension, tests and CPU runs) the whole remaining H/32 × W/32 grid, so the code stays 1×1."""
+  return tuple(8 if side >= 256 else max(side // 32, 1) for side in image_size)
+
+
 class Encoder(nn.Module):
   """Five conv4/2/pad1 + ReLU (3→32→32→64→64→64), then conv8/1/pad0 64→64: 256 → 1×1×64."""
 
@@ -87,14 +93,19 @@ class Encoder(nn.Module):
     x = images_BxHxWx3
     for i, features in enumerate((32, 32, 64, 64, 64), start=1):
       x = nn.relu(_conv(features, x.shape[-1], 4, 2, 1, f"enconv{i}")(x))
-    return _conv(64, 64, 8, 1, 0, "enconv6")(x)
+    kh, kw = code_kernel(images_BxHxWx3.shape[1:3])
+    return nn.Conv(64, (kh, kw), padding="VALID", kernel_init=torch_default_kernel,
+                   bias_init=torch_uniform_bias(64 * kh * kw), name="enconv6")(x)
 
 
 def decoder_sizes(image_size: tuple[int, int], padding: bool) -> list[tuple[int, int]]:
-  """The seven bilinear resize targets of anomalib's decoder for an input of `image_size` (H, W)."""
+  """The seven bilinear resize targets of anomalib's decoder for an input of `image_size` (H, W).
+
+  Sizes are clamped at 1 (only matters below 128 px, where anomalib's first size would be 0).
+  """
   h, w = image_size
-  sizes = [(h // 64 - 1, w // 64 - 1), (h // 32, w // 32), (h // 16 - 1, w // 16 - 1), (h // 8, w // 8),
-           (h // 4 - 1, w // 4 - 1), (h // 2 - 1, w // 2 - 1)]
+  sizes = [(max(h // 64 - 1, 1), max(w // 64 - 1, 1)), (h // 32, w // 32), (h // 16 - 1, w // 16 - 1),
+           (h // 8, w // 8), (h // 4 - 1, w // 4 - 1), (h // 2 - 1, w // 2 - 1)]
   last_offset = 0 if padding else 8
   sizes.append((math.ceil(h / 4) - last_offset, math.ceil(w / 4) - last_offset))
   return sizes

@@ -1,0 +1,136 @@
+"""The penalty image stream of EfficientAD's L_pen (methods.md §4.5), generated on the host.
+
+nelson1425 draws one ImageNet image per step (Resize(2·size) → RandomGrayscale(0.3) →
+CenterCrop(size)); anomalib uses Imagenette with the same transform. jaxad holds a pool of
+`Static.penalty_pool` images in host memory (uint8) and draws, for step t, an image index and
+the grayscale coin from `default_rng([seed, t])`, so a resumed run sees the same stream.
+
+Sources (`Static.penalty`):
+* a folder of images (ImageNet, Imagenette, ...): a seeded random subset of `penalty_pool`
+  files, each resized to 2·size (PIL bilinear) and center-cropped to size — nelson's transform
+  exactly, applied once; the per-step grayscale is drawn per step;
+* "bundled" (offline default): photos that ship with scikit-image and scikit-learn (natural
+  scenes, no textures), as `penalty_pool` random crops (scale, aspect, position, flip);
+* "none": no penalty (nelson's `--imagenet_train_path none`).
+The stream's `provenance` says which source, photos/files and pool size a run used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jaxad.errors import DataError
+
+GRAYSCALE_P = 0.3
+# scikit-image (bundled, no download) and scikit-learn sample photos: natural scenes and objects.
+# Excluded on purpose: textures (brick, grass, gravel — brick is an embedded-dataset category).
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+                  "stereo_motorcycle", "camera", "moon", "coins", "clock")
+SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _rgb(array: np.ndarray) -> np.ndarray:
+  array = np.asarray(array)
+  if array.ndim == 2:
+    array = np.repeat(array[..., None], 3, axis=-1)
+  return np.ascontiguousarray(array[..., :3]).astype(np.uint8)
+
+
+def bundled_photos() -> dict[str, np.ndarray]:
+  """{name: uint8 RGB photo} of the photos bundled with scikit-image and scikit-learn."""
+  import skimage.data
+  from sklearn.datasets import load_sample_images
+
+  photos = {}
+  for name in SKIMAGE_PHOTOS:
+    image = getattr(skimage.data, name)()
+    photos[f"skimage.data.{name}"] = _rgb(image[0] if isinstance(image, tuple) else image)
+  sample = load_sample_images()
+  for name, image in zip(sample.filenames, sample.images):
+    photos[f"sklearn.{Path(name).name}"] = _rgb(image)
+  return photos
+
+
+def grayscale_uint8(images_NxHxWx3: np.ndarray) -> np.ndarray:
+  """PIL `convert("L")` (ITU-R 601-2, fixed point), repeated to 3 channels (torchvision RandomGrayscale)."""
+  x = images_NxHxWx3.astype(np.uint32)
+  luma = (x[..., 0] * 19595 + x[..., 1] * 38470 + x[..., 2] * 7471 + 0x8000) >> 16
+  return np.repeat(luma.astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+  return np.asarray(Image.fromarray(image).resize((hw[1], hw[0]), Image.BILINEAR))
+
+
+def random_crops(photos: list[np.ndarray], count: int, hw: tuple[int, int], rng: np.random.Generator,
+                 min_scale: float = 0.1) -> np.ndarray:
+  """`count` crops (uint8, (count, H, W, 3)): area fraction U(min_scale, 1) of the photo, aspect
+  U(3/4, 4/3) (log-uniform), random position, resized to `hw`, horizontally flipped with p 0.5."""
+  out = np.empty((count, *hw, 3), np.uint8)
+  for i in range(count):
+    photo = photos[int(rng.integers(len(photos)))]
+    ph, pw = photo.shape[:2]
+    area = rng.uniform(min_scale, 1.0) * ph * pw
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))) * hw[1] / hw[0]
+    ch = int(min(ph, max(8, round(np.sqrt(area / aspect)))))
+    cw = int(min(pw, max(8, round(np.sqrt(area * aspect)))))
+    y, x = int(rng.integers(ph - ch + 1)), int(rng.integers(pw - cw + 1))
+    crop = _resize(photo[y:y + ch, x:x + cw], hw)
+    out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
+  return out
+
+
+def folder_files(folder: str | Path) -> list[Path]:
+  folder = Path(folder).expanduser()
+  if not folder.is_dir():
+    raise DataError(f"penalty image folder {folder} does not exist (set penalty=bundled or penalty=none)")
+  files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+  if not files:
+    raise DataError(f"penalty image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+  return files
+
+
+def nelson_transform(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+  """Resize((2h, 2w)) then CenterCrop((h, w)) on an RGB uint8 image (nelson's penalty transform)."""
+  h, w = hw
+  big = _resize(image, (2 * h, 2 * w))
+  top, left = (2 * h - h) // 2, (2 * w - w) // 2
+  return big[top:top + h, left:left + w]
+
+
+class PenaltyStream:
+  """stream(steps) → {"penalty": uint8 (K, batch, H, W, 3)}; deterministic in (seed, step)."""
+
+  def __init__(self, source: str, image_size: tuple[int, int], pool: int, seed: int, batch: int = 1):
+    self.batch = batch
+    self.seed = seed
+    hw = tuple(int(s) for s in image_size)
+    rng = np.random.default_rng([seed, 0xE5AD])
+    if source == "bundled":
+      photos = bundled_photos()
+      self.images = random_crops(list(photos.values()), pool, hw, rng)
+      self.provenance = {"penalty": "bundled", "photos": sorted(photos), "pool": pool,
+                         "transform": "random crop (area 0.1-1, aspect 3/4-4/3), resize, h-flip; grayscale p 0.3"}
+    else:
+      from jaxad.data.images import load_image
+      files = folder_files(source)
+      chosen = sorted(rng.choice(len(files), size=min(pool, len(files)), replace=False))
+      self.images = np.stack([nelson_transform(_rgb(load_image(files[i])), hw) for i in chosen])
+      self.provenance = {"penalty": "folder", "folder": str(Path(source).expanduser()), "files": len(files),
+                         "pool": len(chosen), "transform": "resize 2x, center crop; grayscale p 0.3 (nelson)"}
+
+  def __call__(self, steps) -> dict[str, np.ndarray]:
+    out = np.empty((len(steps), self.batch, *self.images.shape[1:]), np.uint8)
+    for j, step in enumerate(steps):
+      rng = np.random.default_rng([self.seed, int(step)])
+      index = rng.integers(len(self.images), size=self.batch)
+      gray = rng.random(self.batch) < GRAYSCALE_P
+      images = self.images[index]
+      if gray.any():
+        images[gray] = grayscale_uint8(images[gray])
+      out[j] = images
+    return {"penalty": out}
