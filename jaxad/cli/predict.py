@@ -10,6 +10,8 @@ def register(subparsers) -> None:
   p.add_argument("--category", default=None, help="category sub-folder of the run (needed if it has several)")
   p.add_argument("--out", default=None, help="output folder (default <run>/predictions)")
   p.add_argument("--member", type=int, default=0, help="sweep member to use (default 0)")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="inference precision")
+  p.add_argument("--batch-size", type=int, default=16, help="images per compiled batch")
   p.set_defaults(func=main)
 
 
@@ -38,9 +40,10 @@ def main(args) -> int:
   from pathlib import Path
   import numpy as np
   from jaxad.data.images import load_image
-  from jaxad.data.transforms import Finalize, Resize
+  from jaxad.data.transforms import resize_image
   from jaxad.errors import JaxadError
-  from jaxad.evaluate import evaluator, report
+  from jaxad.evaluate import report
+  from jaxad.infer import InferenceEngine
   from jaxad.run import load_trained
   import jax
 
@@ -52,18 +55,24 @@ def main(args) -> int:
     if len(found) != 1:
       raise JaxadError(f"{root} holds {len(found)} categories; choose one with --category")
     run_dir = found[0]
-  method, static, hps_M, states, (features_fn, frozen_vars), _ = load_trained(run_dir)
+  method, static, hps_M, states, frozen, _ = load_trained(run_dir)
   states = jax.tree.map(lambda x: x[args.member:args.member + 1], states)
   files = _collect(args.inputs)
-  resize, finalize = Resize(tuple(static.image_size), method.preprocessing(static)), Finalize()
-  images = []
-  for f in files:
-    img = load_image(f)
-    sample = {"image": img, "mask": np.zeros(img.shape[:2], np.uint8), "label": 0, "is_segmented": True}
-    images.append(finalize.map(resize.map(sample))["image"])
-  images = np.stack(images)
-  predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
-  preds = evaluator.predict_split(predict_fn, states, frozen_vars, images)
+  # uint8 images go to the device as they are: resizing and normalisation run in the compiled
+  # predict, one compilation per distinct image size.
+  engine = InferenceEngine(method, static, states, frozen, dtype=args.dtype)
+  raw = [load_image(f) for f in files]
+  by_shape: dict[tuple, list[int]] = {}
+  for i, img in enumerate(raw):
+    by_shape.setdefault(img.shape, []).append(i)
+  preds = {}
+  for idx in by_shape.values():
+    out = engine.predict_array(np.stack([raw[i] for i in idx]), args.batch_size)
+    for k, v in out.items():
+      preds.setdefault(k, np.zeros((1, len(files), *v.shape[2:]), np.float32))[:, idx] = v
+  prep = method.preprocessing(static)
+  images = np.stack([(resize_image(img, tuple(static.image_size), prep) * 255.0 + 0.5).astype(np.uint8)
+                     for img in raw])  # display images for the overlays, at the maps' size
   out = Path(args.out) if args.out else run_dir / "predictions"
   out.mkdir(parents=True, exist_ok=True)
   val_path = run_dir / "validation.json"

@@ -9,6 +9,8 @@ def register(subparsers) -> None:
   p.add_argument("--category", action="append", default=None, help="category (repeatable); default: all in workdir")
   p.add_argument("--data", default=None, help="dataset to test on (default: the one the run trained on)")
   p.add_argument("--overlays", type=int, default=12, help="number of heatmap overlay PNGs per category")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="inference precision (bfloat16 writes test_report_bfloat16.*)")
   p.set_defaults(func=main)
 
 
@@ -16,6 +18,7 @@ def main(args) -> int:
   from pathlib import Path
   from jaxad.errors import JaxadError
   from jaxad.evaluate import evaluator, report
+  from jaxad.infer import InferenceEngine
   from jaxad.run import _member_hparams, load_trained
   from jaxad.train.data import load_split
 
@@ -30,12 +33,12 @@ def main(args) -> int:
     test = load_split(data, record["category"], "test", static.image_size, method.preprocessing(static),
                       with_components=True, val_fraction=record["run"]["val_fraction"],
                       seed=record["run"]["data_seed"])
-    predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
-    preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image)
+    engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=args.dtype)
+    preds = engine.predict_array(test.image)
     hp_rows = _member_hparams(hps_M)
     cat_rows = [{"category": record["category"], "member": m, **hp_rows[m], **r}
                 for m, r in enumerate(evaluator.score_members(preds, test))]
-    report.write_tables(cat_rows, d, stem="test_report")
+    report.write_tables(cat_rows, d, stem="test_report" if args.dtype == "float32" else f"test_report_{args.dtype}")
     report.save_member_overlays(d, test, preds, args.overlays)
     rows += cat_rows
   print(report.markdown_table(report.with_mean(rows)))

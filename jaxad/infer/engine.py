@@ -99,7 +99,9 @@ class InferenceEngine:
     self.params = jax.device_put(cast_floats((states_M, frozen_vars), compute_dtype), self.device)
     self.map_range = None if map_range is None else jax.device_put(
         tuple(np.asarray(v, np.float32).reshape(self.members) for v in map_range), self.device)
-    self._fn = jax.jit(functools.partial(forward, method, static, features_fn, compute_dtype, map_size))
+    # pure (states, frozen_vars, images, map_range) → outputs, for jax.export and cost analysis
+    self.forward = functools.partial(forward, method, static, features_fn, compute_dtype, map_size)
+    self._fn = jax.jit(self.forward)
 
   def __call__(self, images_BxHxWx3):
     """One batch (host or device array) → dict of device arrays (dispatched asynchronously)."""

@@ -1,0 +1,44 @@
+"""`jaxad export`: write a trained model's predict as a StableHLO artefact that jax alone can serve.
+
+The artefact (a zip: predict.bin, params.npz, meta.json; see jaxad.export) takes uint8 images of
+the exported size, any batch size, and returns score, map_score and the anomaly map; load it
+with `jaxad.export.load(path)` (needs jax and numpy only).
+"""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+  p = subparsers.add_parser("export", help="serialise a trained model's predict (jax.export / StableHLO)",
+                            description=__doc__)
+  p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run")
+  p.add_argument("--category", default=None, help="category sub-folder of the run (needed if it has several)")
+  p.add_argument("--member", type=int, default=0, help="sweep member to export (default 0)")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="precision of the network")
+  p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                 help="size of the uint8 images the artefact takes (default: the model's image size)")
+  p.add_argument("--platforms", default=None,
+                 help="comma-separated platforms to lower for, e.g. cpu,cuda (default: the current one)")
+  p.add_argument("--out", default=None, help="output file (default <run>/model_<dtype>.jaxad)")
+  p.set_defaults(func=main)
+
+
+def main(args) -> int:
+  from pathlib import Path
+  from jaxad.errors import JaxadError
+  from jaxad.export import export_run
+
+  root = Path(args.workdir)
+  if args.category:
+    run_dir = root / args.category
+  else:
+    found = sorted(p.parent for p in root.glob("*/config.json"))
+    if len(found) != 1:
+      raise JaxadError(f"{root} holds {len(found)} categories; choose one with --category")
+    run_dir = found[0]
+  out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}.jaxad"
+  platforms = tuple(p.strip() for p in args.platforms.split(",")) if args.platforms else None
+  path = export_run(run_dir, out, member=args.member, dtype=args.dtype, input_hw=args.input_size,
+                    platforms=platforms)
+  print(f"exported {run_dir.name} (member {args.member}, {args.dtype}) to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+  return 0
