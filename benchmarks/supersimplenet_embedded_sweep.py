@@ -1,9 +1,10 @@
 """SuperSimpleNet on the embedded dataset with EfficientNet-Lite0: a noise-σ sweep in one program per category.
 
-Usage:  python benchmarks/supersimplenet_embedded_sweep.py [--sigmas 0.8,1.6,3.2] [--epochs 100]
-            [--seg-hidden 1024 --cls-hidden 128] [--arrays FILE.npz] [--out benchmarks/results/ssn_embedded_sweep.json]
+Usage:  python benchmarks/supersimplenet_embedded_sweep.py [--sigmas 0.8,1.6,3.2] [--lr-scales 1,5] [--epochs 100]
+            [--seg-hidden 1024 --cls-hidden 128] [--image-size 128] [--categories brick,chip]
+            [--arrays FILE.npz] [--out benchmarks/results/ssn_embedded_sweep.json]
 
-The σ values are members of one stacked model (the engine vmaps the train step; the frozen
+Every (σ, learning-rate scale) pair is a member of one stacked model (the engine vmaps the train step; the frozen
 features are computed once and shared). Prints image AUROC (cls head), image AUROC of the
 map maximum, pixel AUROC and AUPRO per category and member, and the means.
 `--arrays` reads the splits from a .npz instead of the data pipeline, for machines without
@@ -51,6 +52,10 @@ def from_pipeline(static, cat: str, split: str) -> loop.SplitData:
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sigmas", default="0.8,1.6,3.2")
+  p.add_argument("--lr-scales", default="1", help="multipliers of both learning rates (members)")
+  p.add_argument("--image-size", type=int, default=128)
+  p.add_argument("--variant", default="icpr")
+  p.add_argument("--categories", default=",".join(CATEGORIES))
   p.add_argument("--epochs", type=int, default=100)
   p.add_argument("--seg-hidden", type=int, default=1024)
   p.add_argument("--cls-hidden", type=int, default=128)
@@ -62,17 +67,20 @@ def main() -> None:
   args = p.parse_args()
 
   method = get_method("supersimplenet")
-  static = cfg.resolve(cfg.Static(backbone="efficientnet_lite0", backbone_weights=args.weights, image_size=(128, 128),
+  static = cfg.resolve(cfg.Static(variant=args.variant, backbone="efficientnet_lite0", backbone_weights=args.weights,
+                                  image_size=(args.image_size, args.image_size),
                                   seg_hidden=args.seg_hidden, cls_hidden=args.cls_hidden, batch_size=args.batch_size,
                                   epochs=args.epochs))
-  sigmas = [float(s) for s in args.sigmas.split(",")]
-  hps = stack_members([cfg.Hparams(noise_std=s) for s in sigmas])
+  base = cfg.Hparams()
+  members = [(float(s), float(f)) for s in args.sigmas.split(",") for f in args.lr_scales.split(",")]
+  hps = stack_members([cfg.Hparams(noise_std=s, lr_adaptor=base.lr_adaptor * f, lr_heads=base.lr_heads * f)
+                       for s, f in members])
   frozen = method.make_frozen(static)
   predict_fn = evaluator.make_predict_fn(method, static, frozen[0], static.image_size)
   data = np.load(args.arrays) if args.arrays else None
   get = (lambda c, s: from_arrays(data, c, s)) if data is not None else (lambda c, s: from_pipeline(static, c, s))
   rows = []
-  for cat in CATEGORIES:
+  for cat in args.categories.split(","):
     t0 = time.perf_counter()
     states = loop.fit(method, static, hps, get(cat, "train"), Path(args.workdir) / cat, frozen=frozen,
                       progress=False, chunk=50, ckpt_every=10**9)
@@ -80,12 +88,13 @@ def main() -> None:
     test = get(cat, "test")
     preds = evaluator.predict_split(predict_fn, states, frozen[1], test.image)
     for m, r in enumerate(evaluator.score_members(preds, test)):
-      rows.append({"category": cat, "noise_std": sigmas[m], "fit_seconds": seconds, **r})
-      print(cat, sigmas[m], {k: round(r[k], 3) for k in ("image_auroc", "image_auroc_map_max", "pixel_auroc", "aupro")},
+      rows.append({"category": cat, "noise_std": members[m][0], "lr_scale": members[m][1], "fit_seconds": seconds,
+                   **r})
+      print(cat, members[m], {k: round(r[k], 3) for k in ("image_auroc", "image_auroc_map_max", "pixel_auroc", "aupro")},
             flush=True)
-  for s in sigmas:
-    sel = [r for r in rows if r["noise_std"] == s]
-    print("mean", s, {k: round(float(np.mean([r[k] for r in sel])), 4)
+  for s, f in members:
+    sel = [r for r in rows if (r["noise_std"], r["lr_scale"]) == (s, f)]
+    print("mean", (s, f), {k: round(float(np.mean([r[k] for r in sel])), 4)
                       for k in ("image_auroc", "image_auroc_map_max", "pixel_auroc", "aupro")})
   from jaxad import provenance
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
