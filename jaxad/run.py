@@ -90,7 +90,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
                     frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite)
   features_fn, frozen_vars = frozen
-  predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
+  predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size), mesh)
 
   val = splits["validation"]
   if method.calibrate is not None:

@@ -1,41 +1,44 @@
 """`jaxad sweep`: train many models at once — dynamic hyperparameters stacked on one axis and vmapped.
 
-Example:  jaxad sweep --data embedded --grid noise_std=0.8,1.6,3.2 --grid seed=0:3
-Every combination of the grids becomes a member of one stacked model; the frozen backbone
-features are computed once per batch and shared. Only `Hparams` fields (scalars: σ, Perlin
-threshold, learning rates, weight decays, loss margins, seed) can be swept this way.
+Examples:  jaxad sweep --data embedded --grid noise_std=0.8,1.6,3.2 --grid seed=0:3
+           jaxad sweep --data embedded --grid "image_size=64,64;128,128" --grid seed=0:4
+           jaxad sweep --config experiments/supersimplenet_embedded.py     (its `sweep` section)
+Every combination of the grids is a member. `Hparams` fields (σ, Perlin threshold, learning
+rates, weight decays, loss margins, seed) are stacked on the M axis of one compiled program; the
+frozen backbone features are computed once per batch and shared. `Static` fields (image size,
+backbone, head widths, epochs…) make one program per value ("static point"). Each point's
+members are trained in chunks of the largest M that fits the device, each chunk's M axis split
+over the local devices. Writes sweep_results.{csv,md,json} (every member's hyperparameters and
+metrics), sweep_best.* (best member per category by --select, a test-split metric) and
+plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
+Running the same command again resumes an interrupted sweep.
 """
 
 from __future__ import annotations
 
-import itertools
+import argparse
 
 
 def register(subparsers) -> None:
   from jaxad.cli.fit import add_common
-  p = subparsers.add_parser("sweep", help="train a grid of hyperparameters as one vmapped program",
-                            description=__doc__)
+  p = subparsers.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs",
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   add_common(p)
-  p.add_argument("--grid", action="append", required=True, metavar="FIELD=V1,V2,...|A:B",
-                 help="values of one Hparams field (comma list, or A:B for the integers A..B-1); repeatable")
+  p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...|A:B|V1;V2",
+                 help="values of one Static or Hparams field (comma list; A:B for the integers A..B-1; "
+                      "';' between values that contain commas); repeatable; adds to the experiment's sweep section")
+  p.add_argument("--members-per-chunk", type=int, default=None,
+                 help="members trained at once (default: the largest chunk that fits the device's memory)")
+  p.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                 help="memory per device for the chunk size (default: the device's free memory; the CPU backend "
+                      "reports none, so without this flag a CPU sweep is one chunk)")
+  p.add_argument("--no-shard", action="store_true", help="keep each chunk on one device")
+  p.add_argument("--select", default=None, help="metric that picks the best member per category (image_auroc)")
+  p.add_argument("--distributed", action="store_true",
+                 help="call jax.distributed.initialize() first (multi-host clusters; see README)")
   p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   p.set_defaults(func=main)
-
-
-def parse_grid(items: list[str]) -> dict[str, list[str]]:
-  from jaxad.errors import ConfigError
-  grid = {}
-  for item in items:
-    if "=" not in item:
-      raise ConfigError(f"--grid expects FIELD=VALUES, got {item!r}")
-    key, values = item.split("=", 1)
-    if ":" in values and "," not in values:
-      lo, hi = values.split(":")
-      grid[key.strip()] = [str(v) for v in range(int(lo), int(hi))]
-    else:
-      grid[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
-  return grid
 
 
 def main(args) -> int:
@@ -44,22 +47,31 @@ def main(args) -> int:
   from jaxad.cli.fit import resolve_run
   from jaxad.errors import ConfigError
   from jaxad.evaluate.report import markdown_table
-  from jaxad.run import build_static, run as run_all
+  from jaxad.experiments_loader import load_experiment
+  from jaxad.sweep import grid as grid_lib
+  from jaxad.sweep.runner import SweepOptions, run_sweep
 
+  if args.distributed:
+    import jax
+    jax.distributed.initialize()
+  section = load_experiment(args.config).get("sweep", {}) if args.config else {}
+  grid = {**grid_lib.grid_from_experiment(section, args.config or ""), **grid_lib.parse_grid_args(args.grid)}
+  if not grid:
+    raise ConfigError("nothing to sweep: give --grid FIELD=VALUES or a --config whose get_config has a sweep section")
   run, overrides = resolve_run(args)
   if run.workdir.startswith("runs/") and not args.workdir:
     run = dataclasses.replace(run, workdir=run.workdir + "_sweep")
-  method, static, hp = build_static(run.model, overrides)
-  grid = parse_grid(args.grid)
-  hp_fields = {f.name for f in dataclasses.fields(hp)}
-  not_dynamic = sorted(set(grid) - hp_fields)
-  if not_dynamic:
-    raise ConfigError(f"cannot sweep {', '.join(not_dynamic)} in one program (not a dynamic Hparams field); "
-                      f"sweepable: {', '.join(sorted(hp_fields))}")
-  keys = list(grid)
-  hps = [config_lib.apply_overrides(hp, dict(zip(keys, combo))) for combo in itertools.product(*grid.values())]
-  print(f"{len(hps)} members: {', '.join(f'{k} × {len(v)}' for k, v in grid.items())}")
-  rows = run_all(run, overrides, hps_list=hps)
-  print(markdown_table(rows))
-  print(f"\nreports, overlays and checkpoints: {run.workdir}")
+  if "overlays" not in config_lib.parse_set_args(args.set):
+    run = dataclasses.replace(run, overlays=0)  # M × 12 pictures per category: only on request
+  budget_gb = args.memory_budget if args.memory_budget is not None else section.get("memory_budget_gb")
+  options = SweepOptions(
+      members_per_chunk=args.members_per_chunk or section.get("members_per_chunk"),
+      memory_budget_bytes=None if budget_gb is None else int(float(budget_gb) * 2**30),
+      shard=not args.no_shard and section.get("shard", True),
+      select=args.select or section.get("select", "image_auroc"))
+  rows = run_sweep(run, overrides, grid, options)
+  from jaxad.sweep.outputs import best_per_category
+  print(markdown_table(best_per_category(rows, options.select)))
+  print(f"\n{len(rows)} rows in {run.workdir}/sweep_results.{{csv,md,json}}; best per category: sweep_best.*; "
+        f"plots: {run.workdir}/plots/")
   return 0

@@ -7,6 +7,8 @@ batch shape (the last batch is padded, so a split compiles exactly once).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -14,13 +16,21 @@ import jax.numpy as jnp
 from jaxad import metrics as metrics_lib
 
 
-def make_predict_fn(method, static, features_fn, image_hw: tuple[int, int]):
-  """jit((states_M, frozen_vars, images_BxHxWx3) → dict of (M, B, ...) arrays)."""
+@functools.lru_cache(maxsize=16)
+def make_predict_fn(method, static, features_fn, image_hw: tuple[int, int], mesh=None):
+  """jit((states_M, frozen_vars, images_BxHxWx3) → dict of (M, B, ...) arrays).
+
+  Cached: the chunks and categories of a sweep share one compilation per shape.
+  mesh: members split over its "members" axis (`shard_map`, as the training step of a sweep).
+  """
 
   def run(states, frozen_vars, images):
     feats = features_fn(frozen_vars, images)
     return jax.vmap(lambda s: method.predict(static, s, feats, image_hw))(states)
 
+  if mesh is not None:
+    spec = jax.sharding.PartitionSpec
+    run = jax.shard_map(run, mesh=mesh, in_specs=(spec("members"), spec(), spec()), out_specs=spec("members"))
   return jax.jit(run)
 
 

@@ -87,6 +87,7 @@ class Trainer:
   static: object
   n_train: int
   features_fn: object
+  mesh: object = None  # jax.sharding.Mesh with axis "members": each device steps its share of the members
 
   def __post_init__(self):
     self.spe = self.method.steps_per_epoch(self.static, self.n_train)
@@ -95,7 +96,8 @@ class Trainer:
     self.init_states = _jit_init(self.method, self.static, self.spe)
 
   def chunk_fn(self, cached: bool, scan: bool | None = None):
-    return _jit_chunk(self.method, self.static, self.spe, self.features_fn, cached, use_scan() if scan is None else scan)
+    return _jit_chunk(self.method, self.static, self.spe, self.features_fn, cached, use_scan() if scan is None else scan,
+                      self.mesh)
 
   def run_steps(self, states, hps_M, source, selectors, cached: bool):
     """Runs the K steps given by `selectors` (leading axis K); returns (states, metrics with a K axis).
@@ -167,13 +169,16 @@ def _step_body(method, static, spe: int, features_fn, cached: bool):
 
 
 @functools.lru_cache(maxsize=32)
-def _jit_chunk(method, static, spe: int, features_fn, cached: bool, scan: bool):
+def _jit_chunk(method, static, spe: int, features_fn, cached: bool, scan: bool, mesh=None):
   """jit((states, hps_M, source, selectors) → (states, metrics)).
 
   scan=True: selectors carry a leading K axis and the K steps run inside one `lax.scan`
   (accelerators: no host round trip per step). scan=False: one step per call — on the
   CPU backend XLA runs a while-loop body several times slower than the same step as its
   own program, so the host loop dispatches steps one by one (asynchronously).
+  mesh: the members are split over the mesh's "members" axis with `shard_map` (each device
+  runs the vmapped step on its own members, shared inputs replicated); XLA's automatic
+  partitioning of the vmapped (grouped) convolutions fails for one member per device.
   """
   body = _step_body(method, static, spe, features_fn, cached)
 
@@ -183,6 +188,10 @@ def _jit_chunk(method, static, spe: int, features_fn, cached: bool, scan: bool):
       return body(states, hps_M, keys, source, selectors)
     return jax.lax.scan(lambda st, sel: body(st, hps_M, keys, source, sel), states, selectors)
 
+  if mesh is not None:
+    spec = jax.sharding.PartitionSpec
+    run = jax.shard_map(run, mesh=mesh, in_specs=(spec("members"), spec("members"), spec(), spec()),
+                        out_specs=(spec("members"), spec(None, "members") if scan else spec("members")))
   return jax.jit(run, donate_argnums=0)
 
 
@@ -248,7 +257,7 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
     train, sampler = method.prepare_train(static, train, data_seed)
   sampler = sampler or uniform_sampler(len(train), data_seed)
   epoch_len = len(sampler(0))
-  trainer = Trainer(method, static, epoch_len, features_fn)
+  trainer = Trainer(method, static, epoch_len, features_fn, mesh)
   total = max_steps if max_steps is not None else trainer.total
   batch_size = min(static.batch_size, epoch_len)
   chunk = max(1, min(chunk, total))

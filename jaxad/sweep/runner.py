@@ -1,0 +1,163 @@
+"""Runs a sweep: static points one after another, each as member chunks trained as one vmapped program.
+
+Per static point: the frozen backbone is built once; the chunk size is the largest M that
+fits the device (jaxad.sweep.memory, on the point's first category) unless given; each chunk
+(a `Group`) is trained and evaluated by `jaxad.run.run_category` with its M axis split over
+the local devices (a 1-D mesh "members"), the splits loaded once per category and shared by
+the chunks. Frozen (non-finite) members are reported, never raised. Finished groups are read
+back from their reports, so an interrupted sweep resumes where it stopped (unfinished groups
+resume from their checkpoints). With several processes (`jax.distributed`), process p trains
+the groups whose ordinal is p modulo the process count, and process 0 writes the tables after
+a barrier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxad import config as config_lib
+from jaxad.errors import ConfigError
+from jaxad.evaluate import report
+from jaxad.models import get_method
+from jaxad.run import build_static, list_categories, load_splits, run_category
+from jaxad.sweep import grid as grid_lib, memory, outputs, plan as plan_lib
+from jaxad.train.state import stack_members
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+  members_per_chunk: int | None = None  # None: the largest that fits the device (memory estimate)
+  memory_budget_bytes: int | None = None  # None: the device's free memory (the CPU backend needs a budget)
+  shard: bool = True  # split each chunk's M axis over the local devices
+  select: str = "image_auroc"  # metric that picks the best member per category
+
+
+def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], options: SweepOptions = SweepOptions(),
+              log=print) -> list[dict]:
+  """Trains and evaluates every member of `grid`; writes the sweep tables and plots; returns the rows."""
+  method = get_method(run_cfg.model)
+  if method.run is not None:
+    raise ConfigError(f"{method.name} runs its own protocol (Method.run) and cannot be swept with jaxad sweep")
+  points = grid_lib.expand(method, overrides, grid, lambda o: build_static(run_cfg.model, o)[1:])
+  config_lib.check_known(overrides, points[0].static, points[0].hparams[0])
+  categories = list(run_cfg.categories) or list_categories(run_cfg.data) or [None]
+  n_proc, proc = jax.process_count(), jax.process_index()
+  if n_proc > 1 and options.members_per_chunk is None:
+    raise ConfigError("with several processes give --members-per-chunk: every process must plan the same chunks")
+  workdir = Path(run_cfg.workdir)
+  key = {"model": method.name, "data": run_cfg.data, "categories": categories, "data_seed": run_cfg.data_seed,
+         "val_fraction": run_cfg.val_fraction, "overrides": overrides, "grid": grid}
+  plan = plan_lib.load(workdir, key) or {"key": key, "points": {}}
+  n_devices = len(jax.local_devices()) if options.shard else 1
+  log(f"{sum(len(p.members) for p in points)} members in {len(points)} static point(s): "
+      f"{', '.join(f'{k} × {len(v)}' for k, v in grid.items())}")
+
+  ordinal = 0
+  for point in points:
+    frozen = method.make_frozen(point.static)
+    splits = {}
+    groups = plan_lib.groups_of(plan, point.index)
+    if groups is None:
+      per_chunk, record = options.members_per_chunk, None
+      budget = memory.device_budget(jax.local_devices()[0], options.memory_budget_bytes)
+      used = max(1, min(n_devices, len(point.members)))  # devices a chunk is split over
+      if per_chunk is None and budget is None:
+        per_chunk = -(-len(point.members) // used) * used
+        log(f"point {point.index}: the {jax.default_backend()} backend reports no memory and no "
+            "--memory-budget was given: one chunk")
+      elif per_chunk is None:
+        splits = {categories[0]: load_splits(run_cfg, method, point.static, categories[0])}
+        est = memory.estimate(method, point.static, point.hparams[0], splits[categories[0]]["train"], frozen,
+                              data_seed=run_cfg.data_seed, steps_per_call=run_cfg.chunk,
+                              eval_batch_size=run_cfg.eval_batch_size, budget=budget,
+                              members_needed=-(-len(point.members) // used))
+        per_chunk, record = est.members_per_device() * used, est.record()
+        log(f"point {point.index}: {est.member_bytes / 2**20:.1f} MiB per member"
+            f"{'' if est.exact else ' (upper bound)'}, {est.shared_bytes / 2**20:.1f} MiB shared, budget "
+            f"{est.budget_bytes / 2**30:.2f} GiB per device ({est.budget_source}) → up to {per_chunk} members "
+            "per chunk")
+      groups = plan_lib.plan_point(point.index, [m.index for m in point.members], per_chunk, n_devices,
+                                   len(points))
+      plan_lib.record_point(plan, point.index, point.static_values, groups, record)
+      if proc == 0:
+        plan_lib.save(workdir, plan)
+    mine = [g for i, g in enumerate(groups, ordinal) if i % n_proc == proc]
+    ordinal += len(groups)
+    hparams = {m.index: hp for m, hp in zip(point.members, point.hparams)}
+    for category in categories:
+      todo = [g for g in mine if not _finished(workdir / g.dir / (category or "default"), run_cfg)]
+      if todo and category not in splits:
+        splits = {category: load_splits(run_cfg, method, point.static, category)}  # one category in memory
+      for group in todo:
+        hps_M = stack_members(plan_lib.padded([hparams[m] for m in group.members], group.slots))
+        mesh = None
+        if group.devices > 1:
+          mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:group.devices]), ("members",))
+        log(f"[{category}] group {group.name}: members {_span(group.members)} "
+            f"({group.slots} slots on {group.devices} device(s))")
+        run_category(dataclasses.replace(run_cfg, workdir=str(workdir / group.dir)), method, point.static, hps_M,
+                     category, log=log, splits=splits[category], frozen=frozen, mesh=mesh, raise_non_finite=False)
+
+  if n_proc > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("jaxad sweep: all groups trained")
+  rows = collect_rows(workdir, points, categories, plan)
+  if proc == 0:
+    outputs.write(rows, list(grid), workdir, options.select)
+  return rows
+
+
+def _finished(cat_dir: Path, run_cfg) -> bool:
+  """A group's category is done when its report exists and was made with the same step limit."""
+  if not (cat_dir / "report.json").exists() or not (cat_dir / "config.json").exists():
+    return False
+  return json.loads((cat_dir / "config.json").read_text())["run"].get("max_steps") == run_cfg.max_steps
+
+
+def _span(members) -> str:
+  return f"{members[0]}–{members[-1]}" if len(members) > 1 else str(members[0])
+
+
+def collect_rows(workdir: Path, points, categories, plan: dict) -> list[dict]:
+  """Every member × category: swept values, group, alive (from the checkpoint) and test metrics."""
+  from jaxad.checkpoint import Checkpointer
+  by_member = {m.index: (m, hp, p) for p in points for m, hp in zip(p.members, p.hparams)}
+  rows = []
+  for category in categories:
+    for group in plan_lib.all_groups(plan):
+      cat_dir = workdir / group.dir / (category or "default")
+      reported = json.loads((cat_dir / "report.json").read_text())
+      ckpt = Checkpointer(cat_dir)
+      alive = ckpt.restore_meta(ckpt.latest_step())["alive"]
+      ckpt.close()
+      for slot, m in enumerate(group.members):
+        member, hp, point = by_member[m]
+        values = {k: _table_value(getattr(point.static, k)) for k, _ in member.static_values}
+        values.update({k: _table_value(getattr(hp, k)) for k, _ in member.dynamic_values})
+        metrics = {k: reported[slot][k] for k in report.METRIC_ORDER if k in reported[slot]}
+        rows.append({"category": category or "default", "member": m, **values, "group": group.name,
+                     "alive": bool(alive[slot]), **metrics})
+  return sorted(rows, key=lambda r: (categories.index(r["category"]) if r["category"] in categories else 0,
+                                     r["member"]))
+
+
+def _table_value(v):
+  if isinstance(v, tuple):
+    return grid_lib.as_text(v)
+  return float(f"{v:.7g}") if isinstance(v, float) else v  # float32 storage: the digits the value was given with
+
+
+def member_location(workdir: str | Path, member: int) -> tuple[Path, int]:
+  """(group dir, slot) of a global member of the sweep in `workdir` (from its sweep.json)."""
+  path = Path(workdir) / plan_lib.PLAN_FILE
+  groups = plan_lib.all_groups(json.loads(path.read_text()))
+  for g in groups:
+    if member in g.members:
+      return Path(workdir) / g.dir, g.members.index(member)
+  known = sorted(m for g in groups for m in g.members)
+  raise ConfigError(f"{path} has no member {member}" + (f"; members: {known[0]}–{known[-1]}" if known else ""))

@@ -1,0 +1,360 @@
+"""Sweeps (jaxad.sweep): chunked, sharded, padded and resumed sweeps equal one program; frozen members;
+static points; tables and plots; extracted members.
+
+A toy method (a conv + BatchNorm head on fixed random features, AdamW through
+inject_hyperparams) compiles in about a second, so every sweep here trains its real engine
+path (loop.fit, run_category, checkpoints, metrics) on the embedded dataset in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxad import models
+from jaxad.cli import main
+from jaxad.errors import ConfigError
+from jaxad.models.method import Method
+from jaxad.run import RunConfig, load_trained
+from jaxad.sweep import memory, plan as plan_lib
+from jaxad.sweep.runner import SweepOptions, run_sweep
+from jaxad.train import optim
+from jaxad.train.state import TrainState, index_member
+
+
+# ---- a toy method -------------------------------------------------------------------------
+# Plain jnp (one random draw per init and per step: XLA:CPU compiles each threefry call slowly)
+# and module-level functions (the engine's compiled functions are cached per features_fn).
+
+@dataclasses.dataclass(frozen=True)
+class ToyStatic:
+  image_size: tuple[int, int] = (32, 32)
+  hidden: int = 4
+  batch_size: int = 4
+  epochs: int = 2
+  cache_features: bool = True
+
+
+@flax.struct.dataclass
+class ToyHparams:
+  noise_std: float = 0.5
+  lr: float = 1e-2
+  wd: float = 1e-4
+  seed: int = 0
+
+
+PROJ = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+
+
+def toy_features(proj, images_BxHxWx3):
+  x = jax.image.resize(images_BxHxWx3, (images_BxHxWx3.shape[0], 8, 8, 3), "linear")
+  return jnp.tanh(x @ proj)
+
+
+def _frozen(static):
+  return toy_features, jnp.asarray(PROJ)
+
+
+def _head(static, params, batch_stats, feats_BxHxWxC, train: bool):
+  """3×3 conv (no bias) → BatchNorm → ReLU → 1×1 conv: map logits (B, H, W) and new batch statistics."""
+  x = jax.lax.conv_general_dilated(feats_BxHxWxC, params["w1"], (1, 1), "SAME",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  if train:
+    mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+    batch_stats = {"mean": 0.9 * batch_stats["mean"] + 0.1 * mean, "var": 0.9 * batch_stats["var"] + 0.1 * var}
+  else:
+    mean, var = batch_stats["mean"], batch_stats["var"]
+  x = jax.nn.relu((x - mean) / jnp.sqrt(var + 1e-5) * params["gamma"] + params["beta"])
+  return x @ params["w2"] + params["b2"], batch_stats
+
+
+def _init(static, key, hp, feats_BxHxWxC, spe):
+  c, h = feats_BxHxWxC.shape[-1], static.hidden
+  draw = jax.random.uniform(key, (9 * c * h + h,), minval=-1.0, maxval=1.0)
+  params = {"w1": draw[:9 * c * h].reshape(3, 3, c, h) / np.sqrt(9 * c), "gamma": jnp.ones(h),
+            "beta": jnp.zeros(h), "w2": draw[9 * c * h:] / np.sqrt(h), "b2": jnp.zeros(())}
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats={"mean": jnp.zeros(h), "var": jnp.ones(h)},
+                    opt_state=optim.torch_adamw(hp.lr, hp.wd).init(params), alive=jnp.ones((), bool))
+
+
+def _train_step(static, state, feats_BxHxWxC, batch, key, hp, spe):
+  b, h, w, c = feats_BxHxWxC.shape
+  draw = jax.random.uniform(key, (b, 3))  # small: XLA:CPU compile time grows with the draw's size
+  corner = jnp.floor(draw[:, :2] * (h - 3)).astype(jnp.int32)[:, :, None, None]  # (B, 2, 1, 1)
+  rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+  mask_BxHxW = ((rows >= corner[:, 0]) & (rows < corner[:, 0] + 3) & (cols >= corner[:, 1]) &
+                (cols < corner[:, 1] + 3)).astype(jnp.float32)
+  pattern = jnp.sin(jnp.arange(h * w * c).reshape(h, w, c) * 0.37)
+  noise = jnp.sin(pattern[None] * 5.0 + draw[:, 2, None, None, None] * 6.28) * np.sqrt(2.0)
+  noised = feats_BxHxWxC + mask_BxHxW[..., None] * hp.noise_std * noise
+
+  def loss_fn(params):
+    logits, batch_stats = _head(static, params, state.batch_stats, noised, True)
+    bce = jnp.maximum(logits, 0) - logits * mask_BxHxW + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    return bce.mean(), batch_stats
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  tx = optim.torch_adamw(hp.lr, hp.wd)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+  return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), {"loss": loss}
+
+
+def _predict(static, state, feats_BxHxWxC, image_hw):
+  logits, _ = _head(static, state.params, state.batch_stats, feats_BxHxWxC, False)
+  maps = jax.image.resize(logits, (logits.shape[0], *image_hw), "linear")
+  return {"score": maps.max(axis=(1, 2)), "anomaly_map": maps, "map_score": maps.max(axis=(1, 2))}
+
+
+def _preprocessing(static):
+  from jaxad.data.transforms import PreprocessConfig
+  return PreprocessConfig(image_resize="cv2-bilinear", mask_resize="nearest")
+
+
+METHOD = Method(name="toy_sweep", static_cls=ToyStatic, hparams_cls=ToyHparams, resolve=lambda s: s,
+                default_hparams=lambda s: ToyHparams(), preprocessing=_preprocessing,
+                steps_per_epoch=lambda s, n: max(n // s.batch_size, 1),
+                total_steps=lambda s, n: s.epochs * max(n // s.batch_size, 1), make_frozen=_frozen, init=_init,
+                train_step=_train_step, predict=_predict)
+
+GRID = {"noise_std": ["0.25", "0.5", "1.0"], "seed": ["0", "1"]}
+QUIET = lambda *a, **k: None  # noqa: E731
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_registered():
+  """Registers the toy method; unoptimised XLA for this module (halves the compile time of its programs)."""
+  before = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setitem(models._MODULES, "toy_sweep", __name__)
+    yield
+  jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture(scope="module")
+def embedded_root(tmp_path_factory):
+  from jaxad.data.embedded import build_embedded
+  root = tmp_path_factory.mktemp("embedded")
+  build_embedded(root, image_size=64, categories=("brick",), n_train=12, n_test_good=4, n_test_per_defect=2)
+  return root
+
+
+def _run_cfg(root, workdir, **kw):
+  return RunConfig(model="toy_sweep", data=str(root), categories=("brick",), workdir=str(workdir), progress=False,
+                   overlays=0, **kw)
+
+
+def _sweep(root, workdir, grid=GRID, **options):
+  return run_sweep(_run_cfg(root, workdir), {}, grid, SweepOptions(**options), log=QUIET)
+
+
+@pytest.fixture(scope="module")
+def reference(embedded_root, tmp_path_factory):
+  """The 6 members as one unsharded program."""
+  workdir = tmp_path_factory.mktemp("reference")
+  return workdir, _sweep(embedded_root, workdir, shard=False)
+
+
+@pytest.fixture(scope="module")
+def chunked(embedded_root, tmp_path_factory):
+  """The same sweep with a memory budget that holds 2 members per chunk (from the compiled memory analysis)."""
+  from jaxad.run import load_splits
+  static, hp = ToyStatic(), ToyHparams()
+  run_cfg = _run_cfg(embedded_root, "unused")
+  train = load_splits(run_cfg, METHOD, static, "brick")["train"]
+  est = memory.estimate(METHOD, static, hp, train, _frozen(static), data_seed=0, steps_per_call=run_cfg.chunk,
+                        eval_batch_size=run_cfg.eval_batch_size, budget=(1, "configured"), members_needed=2)
+  workdir = tmp_path_factory.mktemp("chunked")
+  budget = est.shared_bytes + int(2.5 * est.member_bytes)
+  return workdir, _sweep(embedded_root, workdir, shard=False, memory_budget_bytes=budget), est
+
+
+def _metrics(rows):
+  return {r["member"]: {k: v for k, v in r.items() if k not in ("group",)} for r in rows}
+
+
+def _assert_rows_equal(rows, ref_rows, tol=1e-5):
+  got, want = _metrics(rows), _metrics(ref_rows)
+  assert set(got) == set(want)
+  for m in want:
+    for k, v in want[m].items():
+      assert got[m][k] == (pytest.approx(v, abs=tol) if isinstance(v, float) else v), (m, k)
+
+
+def _member_params(workdir, member):
+  gdir, slot = _location(workdir, member)
+  _, _, _, states, _, _ = load_trained(gdir / "brick")
+  return index_member(states, slot)
+
+
+def _location(workdir, member):
+  from jaxad.sweep.runner import member_location
+  return member_location(workdir, member)
+
+
+def _assert_states_close(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+# ---- tests --------------------------------------------------------------------------------
+
+def test_chunking_arithmetic():
+  assert plan_lib.chunking(6, 100, 1) == (6, 1, 1)
+  assert plan_lib.chunking(6, 2, 1) == (2, 1, 3)
+  assert plan_lib.chunking(10, 8, 1) == (5, 1, 2)  # balanced chunks: 5 + 5, not 8 + 2
+  assert plan_lib.chunking(6, 100, 4) == (8, 4, 1)  # padded to a multiple of the devices
+  assert plan_lib.chunking(6, 2, 4) == (4, 4, 2)  # at least one member per device
+  assert plan_lib.chunking(3, 100, 4) == (3, 3, 1)  # fewer members than devices: no padding
+  groups = plan_lib.plan_point(0, [10, 11, 12, 13, 14, 15], 4, 4, n_points=1)
+  assert [(g.members, g.slots, g.dir) for g in groups] == [((10, 11, 12, 13), 4, "p0c0"), ((14, 15), 4, "p0c1")]
+  assert plan_lib.padded([1, 2], 4) == [1, 2, 2, 2]
+
+
+def test_memory_estimate(chunked):
+  _, _, est = chunked
+  assert est.exact and est.member_bytes > 0 and est.shared_bytes > 0  # 2 members do not fit 1 byte: M = 2 compiled
+  # The cached train features (11 × 8 × 8 × 4 float32) are shared, not per member.
+  assert est.shared_bytes >= 11 * 8 * 8 * 4 * 4
+  fits_five = est.shared_bytes + 5 * est.member_bytes + 1
+  assert memory.Estimate(est.shared_bytes, est.member_bytes, fits_five, "configured", True).members_per_device() == 5
+
+
+def test_chunked_equals_one_program(reference, chunked):
+  ref_dir, ref_rows = reference
+  workdir, rows, _ = chunked
+  stored = json.loads((workdir / "sweep.json").read_text())
+  assert [g["members"] for g in stored["points"]["0"]["groups"]] == [[0, 1], [2, 3], [4, 5]]
+  assert stored["points"]["0"]["memory"]["members_per_device"] == 2
+  assert sorted({r["group"] for r in rows}) == ["p0c0", "p0c1", "p0c2"]
+  _assert_rows_equal(rows, ref_rows)
+  for m in (0, 3, 5):
+    _assert_states_close(_member_params(workdir, m), _member_params(ref_dir, m))
+
+
+def test_sharded_equals_unsharded(embedded_root, tmp_path, reference):
+  assert len(jax.local_devices()) == 4
+  ref_dir, ref_rows = reference
+  rows = _sweep(embedded_root, tmp_path / "sharded")  # 6 members padded to 8 slots on 4 devices
+  stored = json.loads((tmp_path / "sharded" / "sweep.json").read_text())
+  assert stored["points"]["0"]["groups"][0]["slots"] == 8 and stored["points"]["0"]["groups"][0]["devices"] == 4
+  assert len(rows) == 6  # padding slots are not reported
+  _assert_rows_equal(rows, ref_rows)
+  _, _, _, states, _, _ = load_trained(tmp_path / "sharded" / "brick")
+  assert len(jax.tree.leaves(states)[0]) == 8
+  for m in (0, 5):
+    _assert_states_close(index_member(states, m), _member_params(ref_dir, m))
+
+
+def test_frozen_members_are_reported_and_do_not_disturb_others(embedded_root, tmp_path, reference):
+  _, ref_rows = reference
+  grid = {"noise_std": ["0.25", "nan"], "seed": ["0", "1"]}
+  # Chunks of 2 on one device: the second chunk holds only non-finite members (it must not stop the sweep).
+  rows = _sweep(embedded_root, tmp_path / "nan", grid=grid, shard=False, members_per_chunk=2)
+  by_member = {r["member"]: r for r in rows}
+  assert [by_member[m]["alive"] for m in range(4)] == [True, True, False, False]
+  assert all(np.isfinite(by_member[m]["image_auroc"]) for m in range(4))  # frozen at their last finite state
+  ref = {(r["noise_std"], r["seed"]): r for r in ref_rows}
+  for m in (0, 1):
+    want = ref[(0.25, m)]
+    assert by_member[m]["image_auroc"] == pytest.approx(want["image_auroc"], abs=1e-6)
+    assert by_member[m]["aupro"] == pytest.approx(want["aupro"], abs=1e-6)
+  best = json.loads((tmp_path / "nan" / "sweep_best.json").read_text())
+  assert len(best) == 1 and best[0]["alive"] and best[0]["member"] in (0, 1)
+
+
+def test_static_points_tables_and_plots_from_an_experiment_sweep_section(embedded_root, tmp_path, capsys):
+  exp = tmp_path / "toy_experiment.py"
+  exp.write_text("def get_config(arg=None):\n"
+                 "  return {'run': {'model': 'toy_sweep', 'categories': ('brick',)}, 'set': {'hidden': 4},\n"
+                 "          'sweep': {'grid': {'image_size': [(32, 32), (16, 16)], 'noise_std': [0.5]},\n"
+                 "                    'members_per_chunk': 2}}\n")
+  workdir = tmp_path / "static"
+  args = ["sweep", "--config", str(exp), "--data", str(embedded_root), "--workdir", str(workdir), "--no-progress",
+          "--grid", "seed=0:2", "--no-shard"]
+  assert main(args) == 0
+  assert "4 members in 2 static point(s)" in capsys.readouterr().out
+  for group, size in (("p0c0", [32, 32]), ("p1c0", [16, 16])):
+    record = json.loads((workdir / group / "brick" / "config.json").read_text())
+    assert record["static"]["image_size"] == size and record["hparams"]["seed"] == [0, 1]
+  with open(workdir / "sweep_results.csv") as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == 4 and [int(r["member"]) for r in table] == list(range(4))
+  for col in ("image_size", "seed", "noise_std", "alive", "image_auroc", "pixel_auroc", "aupro", "image_f1_max",
+              "pixel_f1_max"):
+    assert col in table[0]
+  assert [(r["image_size"], r["seed"]) for r in table] == [("32,32", "0"), ("32,32", "1"), ("16,16", "0"),
+                                                            ("16,16", "1")]
+  assert (workdir / "sweep_results.md").read_text().count("\n") == 4 + 2
+  best = json.loads((workdir / "sweep_best.json").read_text())
+  assert len(best) == 1 and best[0]["image_auroc"] == max(float(r["image_auroc"]) for r in table)
+  plots = sorted(p.name for p in (workdir / "plots").glob("*.png"))
+  assert plots == ["image_size.png", "seed.png"]  # every metric against each field with several values
+  with Image.open(workdir / "plots" / "image_size.png") as im:
+    assert im.size == (3 * 378, 2 * 288)  # 2 × 3 metric panels
+  # Non-sweepable settings and malformed tuples are one-line errors.
+  assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "image_size=32,16",
+               "--workdir", str(tmp_path / "bad")]) == 2
+  assert "separate values that contain commas with ';'" in capsys.readouterr().err
+  assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "data_seed=0,1",
+               "--workdir", str(tmp_path / "bad")]) == 2
+
+
+def test_interrupted_sweep_resumes(embedded_root, tmp_path, monkeypatch, chunked):
+  from jaxad.sweep import runner
+  _, chunked_rows, _ = chunked
+  workdir = tmp_path / "resumed"
+  calls = []
+  real = runner.run_category
+
+  def interrupted(*args, **kw):
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    calls.append(1)
+    return real(*args, **kw)
+
+  monkeypatch.setattr(runner, "run_category", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    _sweep(embedded_root, workdir, shard=False, members_per_chunk=2)
+  assert (workdir / "p0c1" / "brick" / "report.json").exists() and not (workdir / "p0c2").exists()
+  monkeypatch.setattr(runner, "run_category", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+  calls.clear()
+  rows = _sweep(embedded_root, workdir, shard=False, members_per_chunk=2)
+  assert len(calls) == 1  # only the unfinished chunk trains
+  _assert_rows_equal(rows, chunked_rows)
+  with pytest.raises(ConfigError, match="different sweep"):
+    _sweep(embedded_root, workdir, grid={"seed": ["0", "1"]}, shard=False)
+
+
+def test_extracted_member_tests_and_predicts_like_the_sweep(embedded_root, tmp_path, chunked, capsys):
+  workdir, rows, _ = chunked
+  member = 3  # second slot of chunk p0c1
+  out = tmp_path / "member3"
+  assert main(["extract", "--workdir", str(workdir), "--member", str(member), "--out", str(out)]) == 0
+  record = json.loads((out / "brick" / "config.json").read_text())
+  assert record["hparams"]["seed"] == [1] and record["hparams"]["noise_std"] == [0.5]
+  extracted = load_trained(out / "brick")[3]
+  assert len(jax.tree.leaves(extracted)[0]) == 1
+  _assert_states_close(index_member(extracted, 0), _member_params(workdir, member))
+  assert main(["test", "--workdir", str(out)]) == 0
+  tested = json.loads((out / "brick" / "test_report.json").read_text())
+  assert len(tested) == 1
+  want = next(r for r in rows if r["member"] == member)
+  for k in ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max"):
+    assert tested[0][k] == pytest.approx(want[k], abs=1e-6), k
+  images = sorted((Path(embedded_root) / "brick" / "test").rglob("*.png"))[:2]
+  assert main(["predict", "--workdir", str(out), "--out", str(tmp_path / "pred"), *map(str, images)]) == 0
+  assert len(json.loads((tmp_path / "pred" / "scores.json").read_text())) == 2
+  assert main(["extract", "--workdir", str(workdir), "--member", "9", "--out", str(tmp_path / "x")]) == 2
+  assert "no member 9" in capsys.readouterr().err
