@@ -15,7 +15,7 @@ import sys
 from jaxad.errors import JaxadError
 
 # Explicit list (no discovery): the order is the order shown by `jaxad --help`.
-COMMANDS = ("data", "weights", "fit", "sweep", "extract", "test", "predict", "export")
+COMMANDS = ("data", "weights", "fit", "sweep", "extract", "test", "predict", "export", "distill")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ def teacher_arch(size: str) -> str:
 
 def random_teacher(size: str, out_channels: int, seed: int = 0) -> dict:
   """PyTorch-default random PDN variables (`{"params": ...}`)."""
-  return PDN(size, out_channels).init(jax.random.key(seed), jnp.zeros((1, 64, 64, 3), jnp.float32))
+  return PDN(size, out_channels).init(jax.random.key(seed, impl="rbg"), jnp.zeros((1, 64, 64, 3), jnp.float32))
 
 
 def _check(variables: dict, size: str, out_channels: int, source: str) -> dict:

@@ -1,0 +1,204 @@
+"""EfficientAD training: frozen teacher, hard loss vs torch.quantile, validation-only quantiles,
+determinism, penalty stream, teacher loading through the weights registry, distillation, and an
+end-to-end `jaxad fit` smoke run. 64-px images, C = 8 (the AE code conv shrinks to 2×2)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxad.errors import WeightsError
+from jaxad.models.efficient_ad import config as cfg
+from jaxad.models.efficient_ad import steps
+from jaxad.models.efficient_ad.loss import hard_feature_loss
+from jaxad.models.efficient_ad.penalty import PenaltyStream, grayscale_uint8, nelson_transform
+from jaxad.models.efficient_ad.teacher import load_teacher, random_teacher
+from jaxad.train.loop import SplitData
+from jaxad.train.state import stack_members
+
+SIDE, C = 64, 8
+
+
+def _static(**kw):
+  return cfg.resolve(cfg.Static(image_size=(SIDE, SIDE), out_channels=C, teacher="random", **kw))
+
+
+def _images(n, seed=0):
+  return np.random.default_rng(seed).normal(size=(n, SIDE, SIDE, 3)).astype(np.float32)
+
+
+def _split(images):
+  n = len(images)
+  return SplitData(image=images, mask=np.zeros((n, SIDE, SIDE), np.float32), label=np.zeros(n, np.int32),
+                   is_segmented=np.ones(n, bool))
+
+
+@pytest.fixture(scope="module")
+def trained():
+  """Two members (seeds 1, 1) prepared on 4 train images, with one jitted train step."""
+  static = _static()
+  hps = stack_members([cfg.Hparams(seed=1), cfg.Hparams(seed=1)])
+  x = jnp.asarray(_images(1))
+  states = jax.jit(jax.vmap(lambda k, hp: steps.init(static, k, hp, x, 4)))(
+      jax.vmap(jax.random.key)(jnp.asarray([1, 1], jnp.uint32)), hps)
+  states = steps.prepare_state(static, states, _split(_images(4, seed=1)))
+
+  def step(state, key, batch):
+    """One train step, plus the gradient of its loss with respect to the teacher (one compile)."""
+    def loss_of_teacher(teacher):
+      frozen = dict(state.batch_stats, teacher=teacher)
+      return steps.train_step(static, state.replace(batch_stats=frozen), x, batch, key, cfg.Hparams(), 4)[1]["loss"]
+
+    new, metrics = steps.train_step(static, state, x, batch, key, cfg.Hparams(), 4)
+    return new, metrics, jax.grad(loss_of_teacher)(state.batch_stats["teacher"])
+
+  return static, states, jax.jit(step), x
+
+
+def _member(states, m):
+  return jax.tree.map(lambda a: a[m], states)
+
+
+def test_prepare_state_installs_teacher_and_statistics(trained):
+  static, states, _, _ = trained
+  teacher = random_teacher("s", C)["params"]
+  np.testing.assert_array_equal(states.batch_stats["teacher"]["conv1"]["kernel"][1], teacher["conv1"]["kernel"])
+  out = steps._nets(static)[0].apply({"params": teacher}, jnp.asarray(_images(4, seed=1)))
+  mean = out.mean(axis=(1, 2)).mean(0)
+  std = jnp.sqrt(jnp.square(out - mean).mean(axis=(1, 2)).mean(0))  # nelson: two passes
+  np.testing.assert_allclose(states.batch_stats["mean"][0], mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(states.batch_stats["std"][0], std, rtol=1e-5)
+
+
+def test_teacher_gets_no_gradient_and_stays_fixed(trained):
+  _, states, step, _ = trained
+  state = _member(states, 0)
+  batch = {"penalty": jnp.full((1, SIDE, SIDE, 3), 128, jnp.uint8)}
+  new, metrics, teacher_grads = step(state, jax.random.key(3), batch)
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(teacher_grads))
+  assert set(new.params) == {"student", "ae"}
+  for a, b in zip(jax.tree.leaves(new.batch_stats), jax.tree.leaves(state.batch_stats)):
+    np.testing.assert_array_equal(a, b)
+  changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params))]
+  assert all(changed)  # student and AE (through L_AE and L_STAE) both train
+  assert np.isfinite(float(metrics["loss"])) and float(metrics["penalty"]) > 0
+
+
+def test_same_seed_same_result_and_seed_matters(trained):
+  static, states, step, x = trained
+  a, b = _member(states, 0), _member(states, 1)
+  np.testing.assert_array_equal(a.params["ae"]["encoder"]["enconv1"]["kernel"],
+                                b.params["ae"]["encoder"]["enconv1"]["kernel"])
+  batch = {"penalty": jnp.zeros((1, SIDE, SIDE, 3), jnp.uint8)}
+  for i in range(2):
+    a = step(a, jax.random.key(i), batch)[0]
+    b = step(b, jax.random.key(i), batch)[0]
+  for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_array_equal(u, v)
+  other = jax.jit(lambda k: steps.init(static, k, cfg.Hparams(seed=2), x, 4))(jax.random.key(2))
+  assert not np.array_equal(other.params["student"]["conv1"]["kernel"], a.params["student"]["conv1"]["kernel"])
+
+
+@pytest.mark.parametrize("p_hard", [0.999, 0.9, 0.5])
+def test_hard_loss_matches_torch_quantile(p_hard):
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  d = np.square(rng.normal(size=(1, 7, 9, 40))).astype(np.float32)
+  d.reshape(-1)[:50] = d.reshape(-1)[50]  # ties at some value
+  t = torch.from_numpy(d)
+  q = torch.quantile(t.flatten(), p_hard)
+  expected = float(torch.mean(t[t >= q]))
+  np.testing.assert_allclose(float(jax.jit(hard_feature_loss, static_argnums=1)(jnp.asarray(d), p_hard)), expected,
+                             rtol=1e-6)
+
+
+def test_quantiles_come_from_the_given_validation_images(trained):
+  static, states, _, _ = trained
+  hps = stack_members([cfg.Hparams(), cfg.Hparams(quantile_a=0.5)])
+  val = _split(_images(3, seed=7))
+  calibrated = steps.calibrate(static, states, hps, val, batch_size=2)
+  map_st, map_ae = steps.raw_maps(static, _member(states, 0), jnp.asarray(val.image))
+  from jaxad.models.efficient_ad.normalization import postprocess_maps
+  map_st, map_ae = postprocess_maps(map_st, map_ae, (SIDE, SIDE))
+  mn = calibrated.batch_stats["map_norm"]
+  np.testing.assert_allclose(mn["qa_st"][0], np.quantile(np.asarray(map_st), 0.9), rtol=1e-5)
+  np.testing.assert_allclose(mn["qb_ae"][0], np.quantile(np.asarray(map_ae), 0.995), rtol=1e-5)
+  np.testing.assert_allclose(mn["qa_ae"][1], np.quantile(np.asarray(map_ae), 0.5), rtol=1e-5)
+  other = steps.calibrate(static, states, hps, _split(_images(3, seed=8)))
+  assert float(other.batch_stats["map_norm"]["qb_st"][0]) != float(mn["qb_st"][0])
+
+
+def test_penalty_stream_is_deterministic_per_step(tmp_path):
+  stream = PenaltyStream("bundled", (32, 48), pool=6, seed=0)
+  a, b = stream(np.arange(5, 25)), stream(np.arange(5, 25))
+  np.testing.assert_array_equal(a["penalty"], b["penalty"])
+  assert a["penalty"].shape == (20, 1, 32, 48, 3) and a["penalty"].dtype == np.uint8
+  np.testing.assert_array_equal(stream(np.arange(7, 9))["penalty"], a["penalty"][2:4])
+  assert "skimage.data.astronaut" in stream.provenance["photos"]
+
+  from PIL import Image
+  rgb = np.random.default_rng(0).integers(0, 256, (50, 70, 3), np.uint8)
+  Image.fromarray(rgb).save(tmp_path / "a.png")
+  folder = PenaltyStream(str(tmp_path), (16, 16), pool=4, seed=0)
+  assert folder.provenance["penalty"] == "folder" and folder.provenance["pool"] == 1
+  np.testing.assert_array_equal(folder.images[0], nelson_transform(rgb, (16, 16)))
+  gray = [np.array_equal(p[0, ..., 0], p[0, ..., 1]) for p in folder(np.arange(400))["penalty"]]
+  assert 0.25 < np.mean(gray) < 0.35  # RandomGrayscale(p=0.3) of a colour image
+  pil_gray = np.asarray(Image.fromarray(rgb).convert("L"))
+  np.testing.assert_array_equal(grayscale_uint8(rgb[None])[0, ..., 1], pil_gray)
+
+
+def test_teacher_from_the_weights_registry(tmp_path, monkeypatch):
+  torch = pytest.importorskip("torch")
+  monkeypatch.setenv("JAXAD_CACHE", str(tmp_path))
+  with pytest.raises(WeightsError, match="jaxad weights download efficientad_teacher_s"):
+    load_teacher("efficientad_teacher_s", "s", 384)
+  rng = np.random.default_rng(0)
+  shapes = {"conv1": (128, 3, 4, 4), "conv2": (256, 128, 4, 4), "conv3": (256, 256, 3, 3), "conv4": (384, 256, 4, 4)}
+  state = {}
+  for name, shape in shapes.items():
+    state[f"{name}.weight"] = torch.from_numpy(rng.normal(size=shape).astype(np.float32))
+    state[f"{name}.bias"] = torch.from_numpy(rng.normal(size=shape[:1]).astype(np.float32))
+  member = tmp_path / "weights" / "efficientad_pretrained_weights" / "pretrained_teacher_small.pth"
+  member.parent.mkdir(parents=True)
+  torch.save(state, member)
+  variables = load_teacher("efficientad_teacher_s", "s", 384)
+  np.testing.assert_array_equal(variables["params"]["conv2"]["kernel"], state["conv2.weight"].numpy().transpose(2, 3, 1, 0))
+  with pytest.raises(WeightsError, match="PDN-S"):
+    load_teacher(str(member), "m", 384)
+
+
+def test_distill_writes_a_loadable_teacher(tmp_path):
+  from jaxad.models.efficient_ad.distill import DistillConfig, distill
+  config = DistillConfig(out_channels=C, extractor="tiny_test", extractor_weights="random", image_size=SIDE, steps=3,
+                         batch_size=2, stats_images=4, save_every=2)
+  out = distill(config, tmp_path / "teacher.safetensors", log=lambda *_: None, progress=False)
+  assert len(out["loss"]) == 3 and all(np.isfinite(out["loss"]))
+  variables = load_teacher(str(out["out"]), "s", C)
+  assert variables["params"]["conv4"]["kernel"].shape == (4, 4, 256, C)
+  with pytest.raises(WeightsError):
+    load_teacher(str(out["out"]), "m", C)
+
+
+def test_fit_smoke_end_to_end(tmp_path):
+  """`jaxad fit --model efficient_ad` (2 steps): reports, penalty provenance, validation-only quantiles."""
+  from jaxad.cli import main
+  from jaxad.run import load_trained
+  from jaxad.train.data import load_split
+
+  workdir = tmp_path / "run"
+  rc = main(["fit", "--model", "efficient_ad", "--data", "embedded", "--category", "brick", "--workdir", str(workdir),
+             "--max-steps", "2", "--no-progress", "--set", "teacher=random", "--set", f"image_size={SIDE}",
+             "--set", f"out_channels={C}", "--set", "penalty_pool=8", "--set", "chunk=2"])
+  assert rc == 0
+  cat = workdir / "brick"
+  assert (cat / "report.json").exists() and (workdir / "summary.json").exists()
+  assert json.loads((cat / "provenance.json").read_text())["step_inputs"]["penalty"] == "bundled"
+  method, static, hps, states, _, record = load_trained(cat)
+  val = load_split("embedded", "brick", "validation", static.image_size, method.preprocessing(static),
+                   val_fraction=record["run"]["val_fraction"], seed=record["run"]["data_seed"])
+  expected = steps.calibrate(static, states, hps, val).batch_stats["map_norm"]
+  for name in ("qa_st", "qb_st", "qa_ae", "qb_ae"):
+    np.testing.assert_allclose(states.batch_stats["map_norm"][name], expected[name], rtol=1e-6)
