@@ -1,0 +1,55 @@
+"""benchmarks/inference_vs_torch.py: ratios and the Markdown table from recorded rows.
+
+Running the script itself, even with --quick, compiles WideResNet-50-2 and EfficientAD at 256 px
+(minutes on 2 CPU cores), so it is not run here; its CPU smoke output is in benchmarks/results/.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "inference_vs_torch.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+  spec = importlib.util.spec_from_file_location("inference_vs_torch", SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+  spec.loader.exec_module(module)
+  return module
+
+
+def _row(library, variant, latency, b16, train=None, dtype="float32", model="efficient_ad_s"):
+  row = {"model": model, "dtype": dtype, "library": library, "variant": variant, "latency_ms": latency,
+         "throughput": {"16": b16}}
+  if train:
+    row["train"] = {"batch": 1, "steps_per_s": train, "images_per_s": train}
+  return row
+
+
+def test_ratios_are_jaxad_speed_over_the_best_torch_variant_of_the_same_precision(bench):
+  rows = [_row("jaxad", "jit", 0.5, 5000.0, train=100.0), _row("torch", "eager", 3.0, 1200.0, train=80.0),
+          _row("torch", "compile", 0.75, 4000.0), _row("torch", "compile", 0.1, 9e9, dtype="bfloat16"),
+          {"model": "efficient_ad_s", "dtype": "float32", "library": "torch", "variant": "compile",
+           "error": "RuntimeError: boom"}]
+  bench.add_ratios(rows)
+  ratio = rows[0]["speed_ratio_vs_best_torch"]
+  assert ratio == pytest.approx({"latency": 1.5, "b16": 1.25, "train": 1.25})
+  record = {"label": "test", "settings": {"batches": [16], "size": 64, "ead_size": 256, "latency_iters": 3,
+                                          "throughput_iters": 2},
+            "rows": rows, "flops_per_image": {"efficient_ad_s": 76e9}, "versions": {"torch": "x", "anomalib": "y"},
+            "device": "cpu:cpu", "provenance": {"git": {"commit": "abc", "dirty": False}, "versions": {"jax": "z"}}}
+  table = bench.markdown(record)
+  assert "| EfficientAD-S | jaxad | jit | float32 | 0.5 | 5000 | 380 | 100 (1) | 1.5, 1.2, 1.2 |" in table
+  assert "fails: RuntimeError: boom" in table
+
+
+def test_quick_settings_and_model_choice(bench):
+  args = bench.parse_args(["--quick", "--models", "supersimplenet"])
+  assert args.settings.size == 64 and args.settings.ead_size == 256 and args.settings.dtypes == ("float32",)
+  assert bench.parse_args([]).settings.latency_iters >= 200
+  with pytest.raises(SystemExit):
+    bench.parse_args(["--models", "patchcore"])
