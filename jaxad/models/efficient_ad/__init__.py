@@ -1,4 +1,3 @@
-"""EfficientAD (Batzner et al., WACV 2024): PDN teacher/student, autoencoder, losses, map normalisation.
-
-Building blocks only; training (engine integration, distillation, penalty stream) is not built yet.
+"""EfficientAD (Batzner et al., WACV 2024): PDN teacher/student, autoencoder, training as a `Method`
+(`steps.py`, registered as "efficient_ad"), teacher distillation (`distill.py`). See README.md.
 """
