@@ -27,6 +27,8 @@ def get_config(arg=None):
       "epochs": 40,
       "noise_std": 3.2,  # Lite0's pooled features have a per-channel std of ~3 (WideResNet's ~0.1–1)
   }
+  # `jaxad sweep --config experiments/supersimplenet_embedded.py`: σ (re-tuned for Lite0) × seeds, one program.
+  sweep = {"grid": {"noise_std": [0.8, 1.6, 3.2], "seed": range(3)}}
   if arg == "smoke":
     run.update(max_steps=2, categories=("brick",))
-  return {"run": run, "set": settings}
+  return {"run": run, "set": settings, "sweep": sweep}

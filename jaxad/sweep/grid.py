@@ -21,10 +21,6 @@ class Member:
   static_values: tuple[tuple[str, str], ...]  # swept Static fields → value text
   dynamic_values: tuple[tuple[str, str], ...]  # swept Hparams fields → value text
 
-  @property
-  def values(self) -> dict[str, str]:
-    return dict(self.static_values + self.dynamic_values)
-
 
 @dataclasses.dataclass(frozen=True)
 class Point:
