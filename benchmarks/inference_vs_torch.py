@@ -11,7 +11,7 @@ Random weights and random inputs already on the device; what is timed is what an
 `forward` returns (score and full-size anomaly map: SSN upsampling + blur, EfficientAD map
 normalisation and resize), no pre-processing and no device-to-host copy, as in
 /work/shared/reference/perf-baseline.md. jaxad runs through `jaxad.infer` (SSN: the engine
-itself; EfficientAD: model.py + normalization.py, since its Method is not registered yet).
+itself; EfficientAD: model.py + normalization.py directly, written before its Method was registered).
 
 Variants: jaxad (float32 = XLA defaults; bfloat16 = bf16 parameters and activations, float32
 outputs); torch eager (as shipped; bf16 = autocast) and torch.compile (mode "reduce-overhead",
@@ -20,7 +20,7 @@ GPUs, cudnn.benchmark on). Latency: batch 1, median of `--latency-iters` synchro
 after `--warmup`; throughput: `--throughput-iters` back-to-back calls, one synchronisation.
 Training: steps/s of one optimiser step (SSN: batch 8 with the backbone in the step, as
 anomalib; EfficientAD: batch 1, the reference recipe; jaxad's EfficientAD step is built here
-from loss.py with Adam until its Method lands). FLOPs per image: XLA's cost analysis of jaxad's
+from loss.py with Adam, not the registered Method's step). FLOPs per image: XLA's cost analysis of jaxad's
 batch-1 program (torch's FlopCounterMode count of conv + linear is stored beside it).
 Ratios: jaxad speed / best torch speed of the same precision (>1: jaxad faster), speed being
 1/latency or images/s. anomalib models are built offline (pre_trained=False, HF_HUB_OFFLINE=1).
