@@ -3,8 +3,8 @@
 COMMAND:  jaxad distill --image-size 64 --steps 30 --batch-size 4 --stats-images 64 --lr 1e-3 \
               --out runs/efficient_ad_embedded/teacher_s64.safetensors
           jaxad fit --config experiments/efficient_ad_embedded.py
-RUNTIME:  see the EfficientAD README (measured on 2 shared CPU cores).
-EXPECTED: the README's measured table (image AUROC per category).
+RUNTIME:  distill 15 min + fit 12 min wall on 2 shared CPU cores (8 + 7 min CPU time).
+MEASURED: image AUROC brick 0.889, chip 0.664, nut 0.571, weave 0.720, mean 0.711 (below the 0.90 target).
 
 Deviations from the paper setting (methods.md §4), all for CPU time: 64-px images (PDN output
 8×8; the AE's code conv shrinks to 2×2, `model.code_kernel`), a teacher distilled for 30 steps of batch 4 (lr 1e-3)
