@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxad import config as config_lib
-from jaxad.errors import ConfigError
+from jaxad.errors import ConfigError, JaxadError
 from jaxad.evaluate import evaluator, report
 from jaxad.models import get_method
 from jaxad.train import loop
@@ -157,12 +157,22 @@ def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print)
   return summary
 
 
+def find_run_dir(workdir: str | Path, category: str | None) -> Path:
+  """The trained run of `category` under `workdir`; without one, the only category there."""
+  root = Path(workdir)
+  if category:
+    return root / category
+  found = sorted(p.parent for p in root.glob("*/config.json"))
+  if len(found) != 1:
+    raise JaxadError(f"{root} holds {len(found)} categories; choose one with --category")
+  return found[0]
+
+
 def load_trained(category_dir: str | Path):
   """(method, static, hps_M, states_M, (features_fn, frozen_vars), record) of a finished run."""
   import jax
   import jax.numpy as jnp
   from jaxad.checkpoint import Checkpointer
-  from jaxad.errors import JaxadError
 
   category_dir = Path(category_dir)
   cfg_path = category_dir / "config.json"

@@ -25,17 +25,10 @@ def register(subparsers) -> None:
 
 def main(args) -> int:
   from pathlib import Path
-  from jaxad.errors import JaxadError
+  from jaxad.run import find_run_dir
   from jaxad.export import export_run
 
-  root = Path(args.workdir)
-  if args.category:
-    run_dir = root / args.category
-  else:
-    found = sorted(p.parent for p in root.glob("*/config.json"))
-    if len(found) != 1:
-      raise JaxadError(f"{root} holds {len(found)} categories; choose one with --category")
-    run_dir = found[0]
+  run_dir = find_run_dir(args.workdir, args.category)
   out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}.jaxad"
   platforms = tuple(p.strip() for p in args.platforms.split(",")) if args.platforms else None
   path = export_run(run_dir, out, member=args.member, dtype=args.dtype, input_hw=args.input_size,

@@ -41,20 +41,12 @@ def main(args) -> int:
   import numpy as np
   from jaxad.data.images import load_image
   from jaxad.data.transforms import resize_image
-  from jaxad.errors import JaxadError
   from jaxad.evaluate import report
   from jaxad.infer import InferenceEngine
-  from jaxad.run import load_trained
+  from jaxad.run import find_run_dir, load_trained
   import jax
 
-  root = Path(args.workdir)
-  if args.category:
-    run_dir = root / args.category
-  else:
-    found = sorted(p.parent for p in root.glob("*/config.json"))
-    if len(found) != 1:
-      raise JaxadError(f"{root} holds {len(found)} categories; choose one with --category")
-    run_dir = found[0]
+  run_dir = find_run_dir(args.workdir, args.category)
   method, static, hps_M, states, frozen, _ = load_trained(run_dir)
   states = jax.tree.map(lambda x: x[args.member:args.member + 1], states)
   files = _collect(args.inputs)
