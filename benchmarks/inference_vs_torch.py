@@ -10,8 +10,10 @@ resize), EfficientAD-S and -M (padding off, anomalib's map padding and quantile 
 Random weights and random inputs already on the device; what is timed is what anomalib's
 `forward` returns (score and full-size anomaly map: SSN upsampling + blur, EfficientAD map
 normalisation and resize), no pre-processing and no device-to-host copy, as in
-/work/shared/reference/perf-baseline.md. jaxad runs through `jaxad.infer` (SSN: the engine
-itself; EfficientAD: model.py + normalization.py directly, written before its Method was registered).
+/work/shared/reference/perf-baseline.md. jaxad runs what users run: the registered Method
+(`get_method`), its state from `loop.Trainer.init_states` (EfficientAD: then `prepare_state` with
+a random teacher and `calibrate`, on a few random images), predicting through
+`jaxad.infer.InferenceEngine` and training through `Trainer.run_steps`.
 
 Variants: jaxad (float32 = XLA defaults; bfloat16 = bf16 parameters and activations, float32
 outputs); torch eager (as shipped; bf16 = autocast) and torch.compile (mode "reduce-overhead",
@@ -19,8 +21,9 @@ CUDA graphs, on GPUs; default mode on CPU). torch "fp32" keeps PyTorch defaults 
 GPUs, cudnn.benchmark on). Latency: batch 1, median of `--latency-iters` synchronised calls
 after `--warmup`; throughput: `--throughput-iters` back-to-back calls, one synchronisation.
 Training: steps/s of one optimiser step (SSN: batch 8 with the backbone in the step, as
-anomalib; EfficientAD: batch 1, the reference recipe; jaxad's EfficientAD step is built here
-from loss.py with Adam, not the registered Method's step). FLOPs per image: XLA's cost analysis of jaxad's
+anomalib; EfficientAD: batch 1 plus one penalty image, the reference recipe; jaxad's penalty comes
+from the Method's offline "bundled" stream, drawn once, as SSN's batch, so no host work is timed;
+the jaxad steps run in float32 only). FLOPs per image: XLA's cost analysis of jaxad's
 batch-1 program (torch's FlopCounterMode count of conv + linear is stored beside it).
 Ratios: jaxad speed / best torch speed of the same precision (>1: jaxad faster), speed being
 1/latency or images/s. anomalib models are built offline (pre_trained=False, HF_HUB_OFFLINE=1).
@@ -45,6 +48,8 @@ from jaxad import provenance
 
 MODELS = ("supersimplenet", "efficient_ad_s", "efficient_ad_m")
 LABELS = {"supersimplenet": "SuperSimpleNet", "efficient_ad_s": "EfficientAD-S", "efficient_ad_m": "EfficientAD-M"}
+EAD_STATS_IMAGES = 4  # random train/validation images for EfficientAD's teacher statistics and map quantiles
+EAD_PENALTY_POOL = 4  # bundled penalty crops held on the host (the run's default is 1000; speed is the same)
 
 
 @dataclasses.dataclass
@@ -151,20 +156,6 @@ def xla_flops(lowered) -> float | None:
 # ----------------------------------------------------------------------------- jaxad side
 
 
-def _random_like(shapes, seed: int = 0):
-  """Random values of the given ShapeDtypeStructs: N(0, 1/fan_in) kernels, positive BN statistics."""
-  rng = np.random.default_rng(seed)
-
-  def fill(s):
-    if not jnp.issubdtype(s.dtype, jnp.floating):
-      return jnp.ones(s.shape, s.dtype)
-    if len(s.shape) >= 3:
-      return jnp.asarray(rng.normal(0.0, np.prod(s.shape[:-1]) ** -0.5, s.shape), s.dtype)
-    return jnp.asarray(np.abs(rng.normal(1.0, 0.2, s.shape)), s.dtype)
-
-  return jax.tree.map(fill, shapes)
-
-
 def jaxad_supersimplenet(s: Settings, dtype: str):
   """(predict(x), train_step(), flops_per_image) of jaxad's SSN with random weights."""
   from jaxad.infer import InferenceEngine
@@ -199,75 +190,50 @@ def jaxad_supersimplenet(s: Settings, dtype: str):
 
 
 def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
-  """(predict(x), train_step(), flops_per_image, train batch) of EfficientAD from model.py with random weights."""
-  import optax
-  from jaxad.infer import cast_floats
-  from jaxad.models.efficient_ad import normalization as norm
-  from jaxad.models.efficient_ad.loss import efficient_ad_losses
-  from jaxad.models.efficient_ad.model import build_networks, imagenet_normalize
+  """(engine, train_step(), flops_per_image, train batch) of jaxad's EfficientAD Method with random weights.
 
+  The state is built as `jaxad fit` builds it: `Trainer.init_states`, `prepare_state` (random
+  teacher, its μ, σ over random train images), then `calibrate` (map quantiles over random
+  validation images). Training runs `Trainer.run_steps` on the device image cache with one
+  penalty image from the method's bundled (offline) penalty stream, as `fit` does.
+  """
+  from jaxad.infer import InferenceEngine
+  from jaxad.models import get_method
+  from jaxad.models.efficient_ad import config as cfg
+  from jaxad.train import loop
+  from jaxad.train.state import stack_members
+
+  method = get_method("efficient_ad")
   hw = (s.ead_size, s.ead_size)
-  teacher, student, ae = build_networks(size, 384, padding=False)
-  x0 = jnp.zeros((1, *hw, 3))
-  key = jax.random.key(0)
-  variables = {
-      "teacher": _random_like(jax.eval_shape(teacher.init, key, x0)),
-      "student": _random_like(jax.eval_shape(student.init, key, x0), 1),
-      "ae": _random_like(jax.eval_shape(ae.init, key, x0), 2),
-      "mean": jnp.full((384,), 0.05), "std": jnp.full((384,), 0.5),
-      "quantiles": {k: jnp.asarray(v) for k, v in dict(qa_st=0.1, qb_st=0.2, qa_ae=0.3, qb_ae=0.4).items()},
-  }
-  compute = jnp.float32 if dtype == "float32" else jnp.bfloat16
-  params = jax.device_put(cast_floats(variables, compute))
-
-  @jax.jit
-  def predict(v, images_BxHxWx3):
-    x = imagenet_normalize(images_BxHxWx3).astype(compute)
-    t = norm.normalize_teacher(teacher.apply(v["teacher"], x), v["mean"], v["std"])
-    st, stae = norm.raw_maps(t, student.apply(v["student"], x), ae.apply(v["ae"], x))
-    amap = norm.anomaly_map(st.astype(jnp.float32), stae.astype(jnp.float32),
-                            {k: q.astype(jnp.float32) for k, q in v["quantiles"].items()}, hw)
-    return {"score": amap.max(axis=(1, 2)), "anomaly_map": amap}
-
-  flops = xla_flops(predict.lower(params, x0))
-  # Mixed precision as torch autocast: float32 master weights, the forward in `compute`.
-  tx = optax.chain(optax.add_decayed_weights(1e-5), optax.adam(1e-4))  # torch Adam: coupled L2
-  trainable = {"student": variables["student"], "ae": variables["ae"]}
-  holder = {"p": trainable, "opt": tx.init(trainable)}
+  static = method.resolve(cfg.Static(size=size, image_size=hw, teacher="random", penalty="bundled",
+                                     penalty_pool=EAD_PENALTY_POOL, padding=False, pad_maps=True, batch_size=1))
+  features_fn, frozen_vars = method.make_frozen(static)
+  hps = stack_members([method.default_hparams(static)])
   rng = np.random.default_rng(0)
-  image = jax.device_put(rng.random((1, *hw, 3)).astype(np.float32))
-  penalty = jax.device_put(rng.random((1, *hw, 3)).astype(np.float32))
+  n = EAD_STATS_IMAGES
+  split = loop.SplitData(image=rng.random((n, *hw, 3)).astype(np.float32), mask=np.zeros((n, *hw), np.float32),
+                         label=np.zeros(n, np.int32), is_segmented=np.ones(n, bool))
+  trainer = loop.Trainer(method, static, n, features_fn)
+  example = trainer.features(frozen_vars, jnp.asarray(split.image[:1]))
+  states = method.prepare_state(static, trainer.init_states(hps, example), split)
+  states = method.calibrate(static, states, hps, split)
+  engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=dtype)
+  flops = xla_flops(engine.lower(jax.device_put(np.zeros((1, *hw, 3), np.float32))))
+  if dtype != "float32":  # the Trainer steps in float32 only
+    return engine, None, flops, static.batch_size
 
-  frozen = {k: v for k, v in params.items() if k not in ("student", "ae")}
-
-  @jax.jit
-  def step(p, opt, i, frozen, image, penalty):  # everything an argument: no constant folding
-    key = jax.random.fold_in(jax.random.key(1), i)
-
-    def loss_fn(p):
-      p = cast_floats(p, compute) if compute != jnp.float32 else p
-      x = imagenet_normalize(image).astype(compute)
-      aug = imagenet_normalize(jnp.clip(image * 1.1, 0, 1)).astype(compute)
-      teach = lambda y: jax.lax.stop_gradient(norm.normalize_teacher(teacher.apply(frozen["teacher"], y),
-                                                                     frozen["mean"], frozen["std"]))
-      s_x = student.apply(p["student"], x)
-      s_p = student.apply(p["student"], imagenet_normalize(penalty).astype(compute))
-      s_a = student.apply(p["student"], aug)
-      a = ae.apply(p["ae"], aug, deterministic=False, rngs={"dropout": key})
-      total, _ = efficient_ad_losses(*(y.astype(jnp.float32) for y in (teach(x), s_x, s_p, teach(aug), a, s_a)))
-      return total
-    loss, grads = jax.value_and_grad(loss_fn)(p)
-    updates, opt = tx.update(grads, opt, p)
-    return optax.apply_updates(p, updates), opt, loss
-
-  holder["i"] = 0
+  cache = {k: jnp.asarray(v) for k, v in loop.host_arrays(split).items() if k != "image"}
+  cache["feats"] = loop.compute_features(trainer.features, frozen_vars, split.image)
+  stream = method.step_inputs(static, 0)
+  selectors = {"sel": jnp.zeros((1, static.batch_size), jnp.int32),
+               "aux": {k: jnp.asarray(v) for k, v in stream(np.arange(1)).items()}}
+  holder = {"states": states}
 
   def train_step():
-    holder["i"] += 1
-    holder["p"], holder["opt"], loss = step(holder["p"], holder["opt"], np.int32(holder["i"]), frozen, image, penalty)
-    return loss
+    holder["states"], metrics = trainer.run_steps(holder["states"], hps, cache, selectors, cached=True)
+    return metrics
 
-  return (lambda x: predict(params, x)), train_step, flops, 1
+  return engine, train_step, flops, static.batch_size
 
 
 def run_jaxad(model: str, s: Settings, dtype: str, train: bool) -> dict:

@@ -1,13 +1,17 @@
-"""benchmarks/inference_vs_torch.py: ratios and the Markdown table from recorded rows.
+"""benchmarks/inference_vs_torch.py: ratios and the Markdown table from recorded rows; the jaxad
+EfficientAD row through the registered Method at 64 px.
 
 Running the script itself, even with --quick, compiles WideResNet-50-2 and EfficientAD at 256 px
 (minutes on 2 CPU cores), so it is not run here; its CPU smoke output is in benchmarks/results/.
 """
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "inference_vs_torch.py"
@@ -53,3 +57,30 @@ def test_quick_settings_and_model_choice(bench):
   assert bench.parse_args([]).settings.latency_iters >= 200
   with pytest.raises(SystemExit):
     bench.parse_args(["--models", "patchcore"])
+
+
+def test_efficient_ad_row_runs_the_method_with_its_prepared_state_and_penalty(bench, monkeypatch):
+  built, metrics = {}, []
+  original = bench.jaxad_efficient_ad
+
+  def capture(s, size, dtype):
+    engine, train_step, flops, batch = original(s, size, dtype)
+    built["engine"] = engine
+    return engine, lambda: metrics.append(train_step()) or metrics[-1], flops, batch
+
+  monkeypatch.setattr(bench, "jaxad_efficient_ad", capture)
+  s = bench.Settings(size=64, ead_size=64, batches=(1,), warmup=0, latency_iters=1, throughput_iters=1,
+                     train_steps=1, train_warmup=1, ssn_train_batch=2, dtypes=("float32",))
+  row = bench.run_jaxad("efficient_ad_s", s, "float32", train=True)
+  assert math.isfinite(row["latency_ms"]) and row["latency_ms"] > 0 and row["flops_per_image"] > 0
+  assert row["train"]["batch"] == 1 and math.isfinite(row["train"]["steps_per_s"]) and row["train"]["steps_per_s"] > 0
+
+  engine = built["engine"]
+  assert engine.method.name == "efficient_ad" and engine.static.teacher == "random"
+  frozen = jax.device_get(engine.params[0].batch_stats)  # prepare_state and calibrate ran
+  assert any(np.abs(w).max() > 0 for w in jax.tree.leaves(frozen["teacher"]))
+  assert not np.allclose(frozen["mean"], 0.0) and not np.allclose(frozen["std"], 1.0)
+  mn = frozen["map_norm"]
+  assert (mn["qb_st"] > mn["qa_st"]).all() and not np.allclose(mn["qb_st"], 1.0)
+  step = jax.device_get(metrics[-1])  # Trainer.run_steps: (K = 1, M = 1), with the penalty image in the loss
+  assert step["loss"].shape == (1, 1) and np.isfinite(step["loss"]).all() and (step["penalty"] > 0).all()
