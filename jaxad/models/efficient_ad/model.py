@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxad.nn.layers import torch_default_kernel, torch_uniform_bias
-from jaxad.ops import member_conv
+from jaxad.ops import conv as conv_ops
 from jaxad.ops.resize import resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,7 +35,7 @@ def imagenet_normalize(images_BxHxWx3):
 def _conv(features: int, in_features: int, kernel: int, stride: int, pad: int, name: str) -> nn.Conv:
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                  kernel_init=torch_default_kernel, bias_init=torch_uniform_bias(in_features * kernel * kernel),
-                 name=name, conv_general_dilated=member_conv.conv_general_dilated)
+                 name=name, conv_general_dilated=conv_ops.conv_general_dilated)
 
 
 def _avg_pool(x_BxHxWxC, pad: int):
@@ -97,7 +97,7 @@ class Encoder(nn.Module):
     kh, kw = code_kernel(images_BxHxWx3.shape[1:3])
     return nn.Conv(64, (kh, kw), padding="VALID", kernel_init=torch_default_kernel,
                    bias_init=torch_uniform_bias(64 * kh * kw), name="enconv6",
-                   conv_general_dilated=member_conv.conv_general_dilated)(x)
+                   conv_general_dilated=conv_ops.conv_general_dilated)(x)
 
 
 def decoder_sizes(image_size: tuple[int, int], padding: bool) -> list[tuple[int, int]]:

@@ -15,13 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.nn.layers import TorchBatchNorm, torch_uniform_bias, xavier_normal
-from jaxad.ops import member_conv
+from jaxad.ops import conv as conv_ops
 
 
 def _conv(features: int, in_features: int, kernel: int, *, use_bias: bool = True, name: str | None = None):
   return nn.Conv(features, (kernel, kernel), padding="SAME", use_bias=use_bias, kernel_init=xavier_normal,
                  bias_init=torch_uniform_bias(in_features * kernel * kernel), name=name,
-                 conv_general_dilated=member_conv.conv_general_dilated)
+                 conv_general_dilated=conv_ops.conv_general_dilated)
 
 
 class FeatureAdaptor(nn.Module):
