@@ -23,6 +23,8 @@ unbatched numbers are those of a plain convolution (1×1: a channel matmul).
    such a kernel gradient as a convolution whose window is the whole input: 1–2 GFLOP/s, 16–50×
    slower than the forward pass. On CPU the input is padded explicitly and the convolution run
    with VALID padding, which XLA differentiates well; same result up to float rounding.
+
+k×k convolutions support reverse-mode differentiation (custom_vjp), not forward mode.
 """
 
 from __future__ import annotations
@@ -98,20 +100,24 @@ def _conv_with_rules(static: tuple):
   return f
 
 
+def _window(rhs_shape, rhs_dilation, dn) -> list[int]:
+  return [(rhs_shape[d] - 1) * r + 1 for d, r in zip(dn.rhs_spec[2:], rhs_dilation or [1] * (len(rhs_shape) - 2))]
+
+
 def _explicit_pads(lhs_shape, rhs_shape, strides, padding, rhs_dilation, dn) -> list[tuple[int, int]]:
   if not isinstance(padding, str):
     return [tuple(p) for p in padding]
-  window = [(rhs_shape[d] - 1) * r + 1 for d, r in zip(dn.rhs_spec[2:], rhs_dilation or [1] * len(strides))]
-  return lax.padtype_to_pads([lhs_shape[d] for d in dn.lhs_spec[2:]], window, strides, padding)
+  return lax.padtype_to_pads([lhs_shape[d] for d in dn.lhs_spec[2:]], _window(rhs_shape, rhs_dilation, dn), strides,
+                             padding)
 
 
 def _output_larger_than_input(lhs_shape, rhs_shape, strides, padding, lhs_dilation, rhs_dilation, dn) -> bool:
   if any(d != 1 for d in (lhs_dilation or ())):
     return False
   pads = _explicit_pads(lhs_shape, rhs_shape, strides, padding, rhs_dilation, dn)
-  window = [(rhs_shape[d] - 1) * r + 1 for d, r in zip(dn.rhs_spec[2:], rhs_dilation or [1] * len(strides))]
   sizes = [lhs_shape[d] for d in dn.lhs_spec[2:]]
-  return any((n + lo + hi - k) // s + 1 > n for n, (lo, hi), k, s in zip(sizes, pads, window, strides))
+  return any((n + lo + hi - k) // s + 1 > n
+             for n, (lo, hi), k, s in zip(sizes, pads, _window(rhs_shape, rhs_dilation, dn), strides))
 
 
 def _hashable(value):
