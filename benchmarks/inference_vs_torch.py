@@ -13,7 +13,10 @@ normalisation and resize), no pre-processing and no device-to-host copy, as in
 /work/shared/reference/perf-baseline.md. jaxad runs what users run: the registered Method
 (`get_method`), its state from `loop.Trainer.init_states` (EfficientAD: then `prepare_state` with
 a random teacher and `calibrate`, on a few random images), predicting through
-`jaxad.infer.InferenceEngine` and training through `Trainer.run_steps`.
+`jaxad.infer.InferenceEngine` and training through `Trainer.run_steps`. One difference in
+what is timed: anomalib's EfficientAD `forward` applies the ImageNet normalisation itself, while
+jaxad's engine takes float inputs as already normalised network inputs (one elementwise op on
+the input, which XLA would fuse into the first convolution), so jaxad's rows exclude it.
 
 Variants: jaxad (float32 = XLA defaults; bfloat16 = bf16 parameters and activations, float32
 outputs); torch eager (as shipped; bf16 = autocast) and torch.compile (mode "reduce-overhead",
