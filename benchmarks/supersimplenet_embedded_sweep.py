@@ -19,6 +19,7 @@ and exits: `python benchmarks/supersimplenet_embedded_sweep.py --write-arrays .d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -53,8 +54,6 @@ def from_pipeline(static, cat: str, split: str) -> loop.SplitData:
 
 def write_arrays(static, categories: list[str], path: Path) -> None:
   """The embedded splits as uint8 arrays (the `--arrays` format), read through the data pipeline."""
-  import dataclasses
-
   from jaxad.train.data import load_split
   preprocess = dataclasses.replace(get_method("supersimplenet").preprocessing(static), normalize=False)
   arrays = {}
@@ -95,12 +94,12 @@ def main() -> None:
                                   image_size=(args.image_size, args.image_size),
                                   seg_hidden=args.seg_hidden, cls_hidden=args.cls_hidden, batch_size=args.batch_size,
                                   epochs=args.epochs))
+  if args.write_arrays:
+    return write_arrays(static, args.categories.split(","), args.write_arrays)
   base = cfg.Hparams()
   members = [(float(s), float(f)) for s in args.sigmas.split(",") for f in args.lr_scales.split(",")]
   hps = stack_members([cfg.Hparams(noise_std=s, lr_adaptor=base.lr_adaptor * f, lr_heads=base.lr_heads * f)
                        for s, f in members])
-  if args.write_arrays:
-    return write_arrays(static, args.categories.split(","), args.write_arrays)
   frozen = method.make_frozen(static)
   predict_fn = evaluator.make_predict_fn(method, static, frozen[0], static.image_size)
   data = np.load(args.arrays) if args.arrays else None
