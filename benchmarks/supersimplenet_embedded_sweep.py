@@ -46,20 +46,18 @@ def from_arrays(data, cat: str, split: str) -> loop.SplitData:
                         components=None if comp is None else comp.astype(np.int32))
 
 
-def from_pipeline(static, cat: str, split: str) -> loop.SplitData:
+def from_pipeline(static, cat: str, split: str, normalize: bool = True) -> loop.SplitData:
   from jaxad.train.data import load_split
-  return load_split("embedded", cat, split, static.image_size, get_method("supersimplenet").preprocessing(static),
-                    with_components=split == "test")
+  preprocess = dataclasses.replace(get_method("supersimplenet").preprocessing(static), normalize=normalize)
+  return load_split("embedded", cat, split, static.image_size, preprocess, with_components=split == "test")
 
 
 def write_arrays(static, categories: list[str], path: Path) -> None:
   """The embedded splits as uint8 arrays (the `--arrays` format), read through the data pipeline."""
-  from jaxad.train.data import load_split
-  preprocess = dataclasses.replace(get_method("supersimplenet").preprocessing(static), normalize=False)
   arrays = {}
   for cat in categories:
     for split in ("train", "validation", "test"):
-      data = load_split("embedded", cat, split, static.image_size, preprocess, with_components=split == "test")
+      data = from_pipeline(static, cat, split, normalize=False)
       arrays[f"{cat}/{split}/image"] = np.round(np.clip(data.image, 0, 1) * 255).astype(np.uint8)
       arrays[f"{cat}/{split}/mask"] = (data.mask > 0.5).astype(np.uint8)
       arrays[f"{cat}/{split}/label"] = data.label

@@ -31,10 +31,10 @@ def test_written_arrays_equal_the_pipeline(bench, tmp_path, monkeypatch):
   for split in ("train", "validation", "test"):
     stored, piped = bench.from_arrays(data, "chip", split), bench.from_pipeline(static, "chip", split)
     assert stored.image.shape == piped.image.shape == (len(piped.label), 64, 64, 3)
-    # one uint8 step is 1/255 before the ImageNet normalisation (std >= 0.224)
+    # uint8 rounding moves a pixel by at most half of 1/255 before the ImageNet normalisation (std >= 0.224)
     np.testing.assert_allclose(stored.image, piped.image, atol=0.5 / 255 / 0.224 + 1e-6)
     np.testing.assert_array_equal(stored.mask, piped.mask)
     np.testing.assert_array_equal(stored.label, piped.label)
-  test = bench.from_arrays(data, "chip", "test")
-  assert test.label.sum() > 0 and test.mask.any()
-  np.testing.assert_array_equal(test.components, bench.from_pipeline(static, "chip", "test").components)
+    if split == "test":
+      assert stored.label.sum() > 0 and stored.mask.any()
+      np.testing.assert_array_equal(stored.components, piped.components)
