@@ -66,6 +66,7 @@ class Settings:
   train_steps: int
   train_warmup: int
   ssn_train_batch: int
+  ead_train_chunk: int  # EfficientAD steps per compiled call (lax.scan), as `jaxad fit` runs them
   dtypes: tuple[str, ...]
 
 
@@ -84,6 +85,8 @@ def parse_args(argv=None):
   p.add_argument("--no-torch", action="store_true", help="jaxad rows only")
   p.add_argument("--torch-variants", default="eager,compile", help="subset of eager,compile")
   p.add_argument("--no-train", action="store_true", help="skip the training rows")
+  p.add_argument("--ead-train-chunk", type=int, default=None,
+                 help="EfficientAD training steps per compiled call (default 100; 2 quick); torch steps one by one")
   p.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_vs_torch.json"),
                  help="JSON output; the Markdown table goes beside it (.md)")
   args = p.parse_args(argv)
@@ -94,6 +97,7 @@ def parse_args(argv=None):
       warmup=args.warmup if args.warmup is not None else (1 if q else 20),
       latency_iters=args.latency_iters or (3 if q else 200), throughput_iters=args.throughput_iters or (2 if q else 30),
       train_steps=args.train_steps or (1 if q else 30), train_warmup=1 if q else 3, ssn_train_batch=2 if q else 8,
+      ead_train_chunk=args.ead_train_chunk or (2 if q else 100),
       dtypes=tuple((args.dtypes or ("float32" if q else "float32,bfloat16")).split(",")))
   args.models = [m for m in args.models.split(",") if m]
   bad = [m for m in args.models if m not in MODELS]
@@ -228,14 +232,16 @@ def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
   cache = {k: jnp.asarray(v) for k, v in loop.host_arrays(split).items() if k != "image"}
   cache["feats"] = loop.compute_features(trainer.features, frozen_vars, split.image)
   stream = method.step_inputs(static, 0)
-  selectors = {"sel": jnp.zeros((1, static.batch_size), jnp.int32),
-               "aux": {k: jnp.asarray(v) for k, v in stream(np.arange(1)).items()}}
+  k = s.ead_train_chunk if loop.use_scan() else 1  # the CPU backend steps one call at a time (loop.use_scan)
+  selectors = {"sel": jnp.asarray(np.arange(k)[:, None] % n, jnp.int32),
+               "aux": {name: jnp.asarray(v) for name, v in stream(np.arange(k)).items()}}
   holder = {"states": states}
 
   def train_step():
     holder["states"], metrics = trainer.run_steps(holder["states"], hps, cache, selectors, cached=True)
     return metrics
 
+  train_step.steps_per_call = k
   return engine, train_step, flops, static.batch_size
 
 
@@ -260,8 +266,9 @@ def run_jaxad(model: str, s: Settings, dtype: str, train: bool) -> dict:
     def step():
       holder["m"] = train_step()
 
-    sps = time_steps(step, lambda: jax.block_until_ready(holder["m"]), s.train_steps, s.train_warmup)
-    row["train"] = {"batch": train_batch, "steps_per_s": sps, "images_per_s": sps * train_batch}
+    k = getattr(train_step, "steps_per_call", 1)
+    sps = k * time_steps(step, lambda: jax.block_until_ready(holder["m"]), s.train_steps, s.train_warmup)
+    row["train"] = {"batch": train_batch, "steps_per_s": sps, "images_per_s": sps * train_batch, "steps_per_call": k}
   return row
 
 
@@ -475,26 +482,48 @@ def main(argv=None) -> int:
       print(f"[jaxad] {model} {dtype}", flush=True)
       row = run_jaxad(model, s, dtype, not args.no_train)
       rows.append({"model": model, "dtype": dtype, **row})
+      print(summary(rows[-1]), flush=True)
       if dtype == "float32" and row.get("flops_per_image"):
         flops[model] = row["flops_per_image"]
+      write(args, record_of(args, s, with_torch, flops, rows))
       if with_torch:
         for variant in variants:
           print(f"[torch] {model} {dtype} {variant}", flush=True)
           rows.append({"model": model, "dtype": dtype, **run_torch(model, s, dtype, variant, not args.no_train)})
+          print(summary(rows[-1]), flush=True)
+          write(args, record_of(args, s, with_torch, flops, rows))
+  record = record_of(args, s, with_torch, flops, rows)
+  write(args, record)
+  print(markdown(record))
+  return 0
+
+
+def summary(row: dict) -> str:
+  """One progress line per measured row (the tables come at the end; a run cut short keeps these)."""
+  if "error" in row:
+    return f"  fails: {row['error'][:200]}"
+  thr = ", ".join(f"b{b} {v:.0f} img/s" for b, v in row["throughput"].items())
+  train = f", train {row['train']['steps_per_s']:.1f} steps/s" if "train" in row else ""
+  return f"  b1 {row['latency_ms']:.3f} ms, {thr}{train}"
+
+
+def record_of(args, s: Settings, with_torch: bool, flops: dict, rows: list[dict]) -> dict:
+  rows = [dict(r) for r in rows]
   add_ratios(rows)
   device = jax.devices()[0]
   label = ("CPU SMOKE RUN (--quick: tiny sizes, few repetitions; checks the script, the numbers are not "
            "benchmark results)" if args.quick else "inference and training speed, jaxad vs anomalib (torch)")
-  record = {"benchmark": "inference_vs_torch", "label": label, "quick": args.quick,
-            "device": f"{device.platform}:{device.device_kind}", "torch_included": with_torch,
-            "settings": dataclasses.asdict(s), "versions": versions(), "provenance": provenance.collect(),
-            "flops_per_image": flops, "rows": rows}
+  return {"benchmark": "inference_vs_torch", "label": label, "quick": args.quick,
+          "device": f"{device.platform}:{device.device_kind}", "torch_included": with_torch,
+          "settings": dataclasses.asdict(s), "versions": versions(), "provenance": provenance.collect(),
+          "flops_per_image": flops, "rows": rows}
+
+
+def write(args, record: dict) -> None:
+  """JSON and Markdown after every row, so a run stopped at a time limit keeps what it measured."""
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(record, indent=2))
-  table = markdown(record)
-  args.out.with_suffix(".md").write_text(table)
-  print(table)
-  return 0
+  args.out.with_suffix(".md").write_text(markdown(record))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from jaxad.errors import ConfigError, JaxadError
 from jaxad.evaluate import evaluator, report
 from jaxad.models import get_method
 from jaxad.train import loop
-from jaxad.train.data import load_split
 from jaxad.train.state import stack_members
 
 
@@ -62,6 +61,7 @@ def build_static(model: str, overrides: dict[str, str], base=None):
 
 def load_splits(run: RunConfig, method, static, category: str | None) -> dict:
   """The train, validation and test splits of one category, preprocessed for `static`."""
+  from jaxad.train.data import load_split  # the data pipeline (grain) only where splits are read from a dataset
   prep = method.preprocessing(static)
   kw = dict(val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress)
   return {"train": load_split(run.data, category, "train", static.image_size, prep, **kw),

@@ -182,6 +182,17 @@ def test_distill_writes_a_loadable_teacher(tmp_path):
     load_teacher(str(out["out"]), "m", C)
 
 
+def test_distill_prefetch_yields_the_seeded_batches_in_order():
+  from jaxad.models.efficient_ad.distill import DistillConfig, ImageStream
+  stream = ImageStream(DistillConfig(image_size=64, batch_size=2, grayscale_p=0.5))
+  got = list(stream.prefetch(range(5), workers=3))
+  assert len(got) == 5
+  for step, (big, small) in enumerate(got):
+    want_big, want_small = stream.batch(step)
+    np.testing.assert_array_equal(big, want_big)
+    np.testing.assert_array_equal(small, want_small)
+
+
 def test_fit_smoke_end_to_end(tmp_path):
   """`jaxad fit --model efficient_ad` (2 steps): reports, penalty provenance, validation-only quantiles."""
   from jaxad.cli import main

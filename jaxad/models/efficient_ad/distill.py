@@ -18,8 +18,11 @@ scikit-image / scikit-learn, random crops and flips). Output: a jaxad converted-
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -108,6 +111,24 @@ class ImageStream:
     norm = lambda x: (np.stack(x).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     return norm(big), norm(small)
 
+  def prefetch(self, steps: range, workers: int | None = None):
+    """Yields batch(step) for `steps` in order, made ahead by a thread pool (PIL releases the GIL while it
+    resizes), so the accelerator does not wait for the host's crops; the stream stays seeded by step."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      ahead = collections.deque()
+      it = iter(steps)
+      for step in it:
+        ahead.append(pool.submit(self.batch, step))
+        if len(ahead) >= 2 * workers:
+          break
+      while ahead:
+        batch = ahead.popleft().result()
+        step = next(it, None)
+        if step is not None:
+          ahead.append(pool.submit(self.batch, step))
+        yield batch
+
 
 def make_target_fn(config: DistillConfig):
   """(target_fn(images_2S) → (B, S/4, S/4, C), extractor variables)."""
@@ -183,22 +204,26 @@ def distill(config: DistillConfig, out: str | Path, *, log=print, progress: bool
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  losses = []
+  losses, pending = [], []  # pending: device scalars not yet read (reading each one would stall the queue)
   bar = None
   if progress:
     from tqdm.auto import tqdm
     bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True)
+  report_every = max(min(config.steps // 10, 50), 1)
   try:
-    for step in range(config.steps):
-      big, small = stream.batch(step)
+    for step, (big, small) in enumerate(stream.prefetch(range(config.steps))):
       params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(big), jnp.asarray(small))
-      losses.append(float(loss))
-      if bar is not None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-      elif (step + 1) % max(config.steps // 10, 1) == 0:
-        log(f"step {step + 1}/{config.steps}: loss {losses[-1]:.4f} ({time.perf_counter() - t0:.0f} s)")
-      if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+      pending.append(loss)
+      last = step + 1 == config.steps
+      if (step + 1) % report_every == 0 or last or (step + 1) % config.save_every == 0:
+        losses += [float(x) for x in jax.device_get(pending)]
+        if bar is not None:
+          bar.update(len(pending))
+          bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if bar is None and ((step + 1) % max(config.steps // 10, 1) == 0 or last):
+          log(f"step {step + 1}/{config.steps}: loss {losses[-1]:.4f} ({time.perf_counter() - t0:.0f} s)")
+        pending = []
+      if (step + 1) % config.save_every == 0 and not last:
         _save(params, config, out, step + 1, losses[-1], stream.provenance)
   finally:
     if bar is not None:
