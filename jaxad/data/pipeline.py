@@ -37,7 +37,8 @@ import grain
 import numpy as np
 
 from jaxad.data.sources import Source
-from jaxad.data.transforms import Finalize, PreprocessConfig, RandomFlip, Resize, as_size
+from jaxad.data.grain_maps import Finalize, RandomFlip, Resize
+from jaxad.data.transforms import PreprocessConfig, as_size
 from jaxad.errors import ConfigError, DataError
 
 # epoch -> record indices of that epoch (same length every epoch); must be a pure function

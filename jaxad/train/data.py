@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from jaxad.data.sources import make_source
-from jaxad.data.transforms import Finalize, PreprocessConfig, Resize, as_size
+from jaxad.data.grain_maps import Finalize, Resize
+from jaxad.data.transforms import PreprocessConfig, as_size
 from jaxad.errors import DataError
 from jaxad.train.loop import SplitData
 

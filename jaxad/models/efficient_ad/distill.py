@@ -60,6 +60,7 @@ class DistillConfig:
   stats_images: int = 10000  # images for the target μ, σ (nelson: 10,000)
   seed: int = 0
   save_every: int = 1000
+  max_seconds: float | None = None  # stop early after this much wall time (the file records the steps done)
 
   def validate(self) -> DistillConfig:
     if self.size not in ("s", "m"):
@@ -225,11 +226,14 @@ def distill(config: DistillConfig, out: str | Path, *, log=print, progress: bool
         pending = []
       if (step + 1) % config.save_every == 0 and not last:
         _save(params, config, out, step + 1, losses[-1], stream.provenance)
+      if config.max_seconds is not None and not pending and time.perf_counter() - t0 > config.max_seconds:
+        log(f"stopping after {step + 1} of {config.steps} steps: max_seconds={config.max_seconds:g} reached")
+        break
   finally:
     if bar is not None:
       bar.close()
-  _save(params, config, out, config.steps, losses[-1], stream.provenance)
+  _save(params, config, out, len(losses), losses[-1], stream.provenance)
   seconds = time.perf_counter() - t0
-  log(f"distilled PDN-{config.size.upper()} ({config.steps} steps, final loss {losses[-1]:.4f}, {seconds:.0f} s) "
+  log(f"distilled PDN-{config.size.upper()} ({len(losses)} steps, final loss {losses[-1]:.4f}, {seconds:.0f} s) "
       f"-> {out}")
-  return {"loss": losses, "out": out, "seconds": seconds}
+  return {"loss": losses, "out": out, "seconds": seconds, "steps": len(losses)}
