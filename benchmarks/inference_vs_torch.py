@@ -172,7 +172,7 @@ def xla_flops(lowered) -> float | None:
 
 
 def jaxad_supersimplenet(s: Settings, dtype: str):
-  """(predict(x), train_step(), flops_per_image) of jaxad's SSN with random weights."""
+  """(engine, train_step(), flops_per_image, train batch, steps per train_step call) of jaxad's SSN, random weights."""
   from jaxad.infer import InferenceEngine
   from jaxad.models import get_method
   from jaxad.models.supersimplenet import config as cfg
@@ -201,11 +201,11 @@ def jaxad_supersimplenet(s: Settings, dtype: str):
     holder["states"], metrics = trainer.run_steps(holder["states"], hps, train_frozen, batch, cached=False)
     return metrics
 
-  return engine, (train_step if train_frozen is not None else None), flops, b
+  return engine, (train_step if train_frozen is not None else None), flops, b, 1
 
 
 def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
-  """(engine, train_step(), flops_per_image, train batch) of jaxad's EfficientAD Method with random weights.
+  """(engine, train_step(), flops_per_image, train batch, steps per call) of jaxad's EfficientAD, random weights.
 
   The state is built as `jaxad fit` builds it: `Trainer.init_states`, `prepare_state` (random
   teacher, its μ, σ over random train images), then `calibrate` (map quantiles over random
@@ -235,7 +235,7 @@ def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
   engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=dtype)
   flops = xla_flops(engine.lower(jax.device_put(np.zeros((1, *hw, 3), np.float32))))
   if dtype != "float32":  # the Trainer steps in float32 only
-    return engine, None, flops, static.batch_size
+    return engine, None, flops, static.batch_size, 1
 
   cache = {k: jnp.asarray(v) for k, v in loop.host_arrays(split).items() if k != "image"}
   cache["feats"] = loop.compute_features(trainer.features, frozen_vars, split.image)
@@ -249,16 +249,15 @@ def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
     holder["states"], metrics = trainer.run_steps(holder["states"], hps, cache, selectors, cached=True)
     return metrics
 
-  train_step.steps_per_call = k
-  return engine, train_step, flops, static.batch_size
+  return engine, train_step, flops, static.batch_size, k
 
 
 def run_jaxad(model: str, s: Settings, dtype: str, train: bool) -> dict:
   hw = s.size if model == "supersimplenet" else s.ead_size
   if model == "supersimplenet":
-    predict, train_step, flops, train_batch = jaxad_supersimplenet(s, dtype)
+    predict, train_step, flops, train_batch, k = jaxad_supersimplenet(s, dtype)
   else:
-    predict, train_step, flops, train_batch = jaxad_efficient_ad(s, model[-1], dtype)
+    predict, train_step, flops, train_batch, k = jaxad_efficient_ad(s, model[-1], dtype)
   rng = np.random.default_rng(0)
   inputs = {b: jax.device_put(rng.random((b, hw, hw, 3)).astype(np.float32)) for b in (1, *s.batches)}
   last = {}
@@ -274,7 +273,6 @@ def run_jaxad(model: str, s: Settings, dtype: str, train: bool) -> dict:
     def step():
       holder["m"] = train_step()
 
-    k = getattr(train_step, "steps_per_call", 1)
     sps = k * time_steps(step, lambda: jax.block_until_ready(holder["m"]), s.train_steps, s.train_warmup)
     row["train"] = {"batch": train_batch, "steps_per_s": sps, "images_per_s": sps * train_batch, "steps_per_call": k}
   return row

@@ -64,16 +64,19 @@ def test_efficient_ad_row_runs_the_method_with_its_prepared_state_and_penalty(be
   original = bench.jaxad_efficient_ad
 
   def capture(s, size, dtype):
-    engine, train_step, flops, batch = original(s, size, dtype)
+    engine, train_step, flops, batch, k = original(s, size, dtype)
     built["engine"] = engine
-    return engine, lambda: metrics.append(train_step()) or metrics[-1], flops, batch
+    return engine, lambda: metrics.append(train_step()) or metrics[-1], flops, batch, k
 
   monkeypatch.setattr(bench, "jaxad_efficient_ad", capture)
+  from jaxad.train import loop
+  monkeypatch.setattr(loop, "use_scan", lambda: True)  # the accelerator path: K steps per compiled lax.scan
   s = bench.Settings(size=64, ead_size=64, batches=(1,), warmup=0, latency_iters=1, throughput_iters=1,
-                     train_steps=1, train_warmup=1, ssn_train_batch=2, dtypes=("float32",))
+                     train_steps=1, train_warmup=1, ssn_train_batch=2, ead_train_chunk=2, dtypes=("float32",))
   row = bench.run_jaxad("efficient_ad_s", s, "float32", train=True)
   assert math.isfinite(row["latency_ms"]) and row["latency_ms"] > 0 and row["flops_per_image"] > 0
   assert row["train"]["batch"] == 1 and math.isfinite(row["train"]["steps_per_s"]) and row["train"]["steps_per_s"] > 0
+  assert row["train"]["steps_per_call"] == 2
 
   engine = built["engine"]
   assert engine.method.name == "efficient_ad" and engine.static.teacher == "random"
@@ -82,5 +85,5 @@ def test_efficient_ad_row_runs_the_method_with_its_prepared_state_and_penalty(be
   assert not np.allclose(frozen["mean"], 0.0) and not np.allclose(frozen["std"], 1.0)
   mn = frozen["map_norm"]
   assert (mn["qb_st"] > mn["qa_st"]).all() and not np.allclose(mn["qb_st"], 1.0)
-  step = jax.device_get(metrics[-1])  # Trainer.run_steps: (K = 1, M = 1), with the penalty image in the loss
-  assert step["loss"].shape == (1, 1) and np.isfinite(step["loss"]).all() and (step["penalty"] > 0).all()
+  step = jax.device_get(metrics[-1])  # Trainer.run_steps: (K = 2, M = 1), with the penalty image in the loss
+  assert step["loss"].shape == (2, 1) and np.isfinite(step["loss"]).all() and (step["penalty"] > 0).all()
