@@ -15,7 +15,8 @@ from EfficientNet-Lite0 on bundled photos instead of nelson's WideResNet-101-2 /
 500 training steps instead of 70,000 (the LR decay still happens at 95 %), bundled photos as the
 penalty images. Everything else (losses, p_hard, optimiser, augmentation, quantiles on the
 validation split, map post-processing) is the reference setting.
-`:smoke` trains 2 steps with a random teacher (tests).
+`:smoke` trains 2 steps with a random teacher (tests). `:guard` trains chip for 200 steps with a random
+teacher (tests/test_quality.py: training must lift its image AUROC well above the untrained model's).
 
 `:128` is the GPU setting that meets the issue's target (H100, session 6: image AUROC 1.000 on all four
 categories, pixel AUROC 0.962, AUPRO 0.934; `benchmarks/results/efficient_ad_embedded_128px_h100.md`):
@@ -40,6 +41,9 @@ def get_config(arg=None):
     settings.update(image_size=(128, 128), train_steps=15000,
                     teacher=os.environ.get("EFFICIENT_AD_TEACHER", "runs/efficient_ad_embedded/teacher_s128.safetensors"))
     run.update(chunk=500)
+  if arg == "guard":  # tests/test_quality.py: chip at 64 px with a random teacher (no distillation on CI)
+    settings.update(teacher="random", penalty_pool=64, train_steps=200)
+    run.update(categories=("chip",), progress=False, workdir="runs/guard_efficient_ad_embedded")
   if arg == "smoke":
     settings.update(teacher="random", penalty_pool=8)
     run.update(max_steps=2, chunk=2, categories=("brick",), workdir="runs/smoke_efficient_ad_embedded")
