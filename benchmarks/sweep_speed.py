@@ -67,7 +67,8 @@ def train(method, static, hps: list, data, frozen, steps: int) -> float:
 
 
 def bench_method(name: str, quick: bool, sizes: list[int], steps: int, budget_bytes: int | None, log,
-                 separate_runs: int | None = None) -> list[dict]:
+                 separate_runs: int | None = None, on_row=lambda row: None) -> list[dict]:
+  """Rows for M in `sizes`; `on_row` sees each as it is measured, `log` each phase (a run cut short keeps them)."""
   method = get_method(name)
   overrides, n_train, (field, base) = settings(name, quick)
   static = method.resolve(dataclasses.replace(method.static_cls(), **overrides))
@@ -79,19 +80,23 @@ def bench_method(name: str, quick: bool, sizes: list[int], steps: int, budget_by
   frozen = method.make_frozen(static)
   budget = memory.device_budget(jax.local_devices()[0], budget_bytes)
   one = members(method, static, 1, field, base)
-  train(method, static, one, data, frozen, steps)  # compiles M = 1
+  compile_one = train(method, static, one, data, frozen, steps)  # compiles M = 1
   one_run = train(method, static, one, data, frozen, steps)
+  log(f"{name}: one run {one_run:.2f} s warm ({compile_one:.1f} s with compilation)")
   rows = []
   for m in sizes:
     hps = members(method, static, m, field, base)
     per_chunk, est = m, None
+    t0 = time.perf_counter()
     if budget is not None and m > 1:
       est = memory.estimate(method, static, hps[0], data, frozen, data_seed=0, steps_per_call=steps,
                             eval_batch_size=16, budget=budget, members_needed=m)
       per_chunk = est.members_per_device()
     slots, _, n_chunks = plan_lib.chunking(m, per_chunk, 1)
     chunks = [plan_lib.padded(hps[k * slots:(k + 1) * slots], slots) for k in range(n_chunks)]
+    log(f"{name} M={m}: memory estimate {time.perf_counter() - t0:.1f} s, {n_chunks} chunk(s) of {slots}")
     first = train(method, static, chunks[0], data, frozen, steps)  # compiles this chunk shape
+    log(f"{name} M={m}: first (compiling) run of a chunk {first:.1f} s")
     sweep = sum(train(method, static, c, data, frozen, steps) for c in chunks)
     timed = hps[:separate_runs] if separate_runs else hps  # every separate run costs the same: a sample may stand in
     separate = sum(train(method, static, [hp], data, frozen, steps) for hp in timed) * m / len(timed)
@@ -102,6 +107,7 @@ def bench_method(name: str, quick: bool, sizes: list[int], steps: int, budget_by
     log(f"{name} M={m}: sweep {sweep:.2f} s ({n_chunks} chunk(s) of {slots}), {m} separate runs {separate:.2f} s, "
         f"ratio {sweep / separate:.3f}; sweep / one run {sweep / one_run:.2f}")
     rows.append(row)
+    on_row(row)
   return rows
 
 
@@ -121,17 +127,27 @@ def main() -> None:
   steps = args.steps or (10 if args.quick else 200)
   budget = None if args.memory_budget is None else int(args.memory_budget * 2**30)
   rows, skipped = [], []
+  out = Path(args.out + ("_quick" if args.quick else ""))
+
+  def write() -> None:
+    write_results(out, args.quick, steps, skipped, rows)
+
   for name in args.methods.split(","):
     if name not in available():
       skipped.append(name)
       print(f"skipping {name}: not registered in jaxad.models (available: {', '.join(available())})")
       continue
-    rows += bench_method(name, args.quick, sizes, steps, budget, print, args.separate_runs)
+    bench_method(name, args.quick, sizes, steps, budget, lambda m: print(m, flush=True), args.separate_runs,
+                 on_row=lambda row: (rows.append(row), write()))
+  print(write_results(out, args.quick, steps, skipped, rows))
+
+
+def write_results(out: Path, quick: bool, steps: int, skipped: list[str], rows: list[dict]) -> str:
+  """Writes <out>.json and .md (after every row); returns the Markdown."""
   prov = provenance.collect()
-  record = {"benchmark": "sweep_speed", "quick": args.quick, "steps": steps, "skipped": skipped,
-            "settings": {name: settings(name, args.quick)[0] for name in ("supersimplenet", "efficient_ad")},
+  record = {"benchmark": "sweep_speed", "quick": quick, "steps": steps, "skipped": skipped,
+            "settings": {name: settings(name, quick)[0] for name in ("supersimplenet", "efficient_ad")},
             "provenance": prov, "rows": rows}
-  out = Path(args.out + ("_quick" if args.quick else ""))
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
   cols = ["method", "members", "chunks", "members_per_chunk", "steps", "sweep_s", "separate_s", "one_run_s",
@@ -141,10 +157,10 @@ def main() -> None:
     lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
   header = (f"device: {prov['device_kind']} ({len(prov['devices'])} device(s)), jax {prov['versions']['jax']}, "
             f"jaxad {prov['git']['commit']}{' (dirty)' if prov['git']['dirty'] else ''}; "
-            f"{'quick' if args.quick else 'paper'} settings, {steps} steps per run; training only (no evaluation)")
-  out.with_suffix(".md").write_text(header + "\n\n" + "\n".join(lines) + "\n")
-  print(header)
-  print("\n".join(lines))
+            f"{'quick' if quick else 'paper'} settings, {steps} steps per run; training only (no evaluation)")
+  table = header + "\n\n" + "\n".join(lines) + "\n"
+  out.with_suffix(".md").write_text(table)
+  return table
 
 
 if __name__ == "__main__":
