@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,8 @@ def main(argv=None) -> int:
   p.add_argument("--arrays", default=None, help="read the splits from this .npz instead of the data pipeline")
   p.add_argument("--time-budget", type=float, default=None, metavar="S",
                  help="start no category after S seconds (list it as skipped)")
-  p.add_argument("--workdir", default="/tmp/jaxad_ead_embedded")
+  p.add_argument("--workdir", default="/tmp/jaxad_ead_embedded",
+                 help="run folders; each category's is emptied first (a benchmark trains from scratch, never resumes)")
   p.add_argument("--out", type=Path, default=Path("benchmarks/results/efficient_ad_embedded.json"))
   args = p.parse_args(argv)
   t_start = time.perf_counter()
@@ -105,6 +107,7 @@ def main(argv=None) -> int:
       continue
     splits = ({s: from_arrays(data, cat, s) for s in ("train", "validation", "test")} if data is not None
               else load_splits(run, method, static, cat))
+    shutil.rmtree(Path(args.workdir) / cat, ignore_errors=True)
     t0 = time.perf_counter()
     rows = run_category(run, method, static, hps, cat, workdir=Path(args.workdir) / cat, splits=splits,
                         log=lambda m: print(m, flush=True))
