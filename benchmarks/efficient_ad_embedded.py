@@ -119,11 +119,14 @@ def main(argv=None) -> int:
     print(f"[{cat}] " + ", ".join(f"{k} {row[k]:.3f}" for k in METRICS) +
           f" ({seconds:.0f} s, {row['steps_per_s_median_chunk']:.0f} steps/s)", flush=True)
     write()
-  if record["rows"]:
-    record["mean"] = {k: float(np.mean([r[k] for r in record["rows"]])) for k in METRICS}
+  record["mean"] = mean_metrics(record["rows"])
   write()
   print(markdown(record))
   return 0
+
+
+def mean_metrics(rows: list[dict]) -> dict:
+  return {k: float(np.mean([r[k] for r in rows])) for k in METRICS} if rows else {}
 
 
 def markdown(record: dict) -> str:
@@ -141,7 +144,7 @@ def markdown(record: dict) -> str:
   rows = [{"category": r["category"], **{k: r[k] for k in METRICS}, "seconds": r["seconds"],
            "steps/s (chunk median)": r["steps_per_s_median_chunk"]} for r in record["rows"]]
   if rows:
-    rows.append({"category": "mean", **record.get("mean", {k: float(np.mean([r[k] for r in rows])) for k in METRICS})})
+    rows.append({"category": "mean", **mean_metrics(record["rows"])})
     lines.append(report.markdown_table(rows, digits=3))
   if record["skipped"]:
     lines.append(f"\nskipped (time budget): {', '.join(record['skipped'])}")

@@ -101,7 +101,8 @@ def bench_method(name: str, quick: bool, sizes: list[int], steps: int, budget_by
     timed = hps[:separate_runs] if separate_runs else hps  # every separate run costs the same: a sample may stand in
     separate = sum(train(method, static, [hp], data, frozen, steps) for hp in timed) * m / len(timed)
     row = {"method": name, "members": m, "chunks": n_chunks, "members_per_chunk": slots, "steps": steps,
-           "sweep_s": sweep, "separate_s": separate, "separate_runs_timed": len(timed), "one_run_s": one_run, "sweep_vs_separate": sweep / separate,
+           "sweep_s": sweep, "separate_s": separate, "separate_runs_timed": len(timed), "one_run_s": one_run,
+           "sweep_vs_separate": sweep / separate,
            "sweep_vs_one_run": sweep / one_run, "first_run_s": first,
            "memory": est.record() if est is not None else None}
     log(f"{name} M={m}: sweep {sweep:.2f} s ({n_chunks} chunk(s) of {slots}), {m} separate runs {separate:.2f} s, "

@@ -182,6 +182,16 @@ def test_distill_writes_a_loadable_teacher(tmp_path):
     load_teacher(str(out["out"]), "m", C)
 
 
+def test_distill_max_seconds_stops_early_and_saves_the_steps_done(tmp_path):
+  from jaxad.models.efficient_ad.distill import DistillConfig, distill
+  from jaxad.nn.weights import load_converted
+  config = DistillConfig(out_channels=C, extractor="tiny_test", extractor_weights="random", image_size=SIDE, steps=50,
+                         batch_size=2, stats_images=2, max_seconds=0.0)
+  out = distill(config, tmp_path / "teacher.safetensors", log=lambda *_: None, progress=False)
+  assert out["steps"] == len(out["loss"]) == 5  # the first check, after min(steps // 10, 50) steps
+  assert load_converted(out["out"])[1]["distill_step"] == "5"
+
+
 def test_distill_prefetch_yields_the_seeded_batches_in_order():
   from jaxad.models.efficient_ad.distill import DistillConfig, ImageStream
   stream = ImageStream(DistillConfig(image_size=64, batch_size=2, grayscale_p=0.5))
