@@ -67,16 +67,19 @@ class BackboneSpec:
 
   Attributes:
     arch: architecture name understood by `jaxad.nn.convert` (None: nothing to convert).
-    build: (stages, dtype) -> Linen module.
+    build: (stages, dtype, folded=False) -> Linen module; folded: its BatchNorms folded into the convs
+      (`jaxad.nn.fold`; variables from `fold_batch_norms(variables, bn_eps)`).
     stage_channels: channels of layer1..layer4.
     default_weights: registry name of the pretrained weights, "random" (test backbone only), or
       None (no registered weights: pass a file).
     input_mean, input_std: per-channel normalisation of [0, 1] RGB images the weights expect.
+    bn_eps: the BatchNorm epsilon (None: the network has no BatchNorm).
   """
   arch: str | None
-  build: Callable[[tuple[str, ...], jnp.dtype], nn.Module]
+  build: Callable[..., nn.Module]
   stage_channels: Mapping[str, int]
   default_weights: str | None
+  bn_eps: float | None
   input_mean: tuple[float, float, float] = IMAGENET_MEAN
   input_std: tuple[float, float, float] = IMAGENET_STD
   stage_strides: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(STAGE_STRIDES))
@@ -84,14 +87,16 @@ class BackboneSpec:
 
 def _resnet_spec(arch: str, default_weights: str | None) -> BackboneSpec:
   config = resnet.RESNET_CONFIGS[arch]
-  return BackboneSpec(arch, lambda stages, dtype: resnet.ResNet(config, stages=stages, dtype=dtype),
-                      resnet.stage_channels(config), default_weights)
+  return BackboneSpec(arch, lambda stages, dtype, folded=False: resnet.ResNet(config, stages, dtype=dtype,
+                                                                             folded=folded),
+                      resnet.stage_channels(config), default_weights, resnet.BN_EPS)
 
 
 def _lite_spec(arch: str) -> BackboneSpec:
   config = efficientnet_lite.LITE_CONFIGS[arch]
-  return BackboneSpec(arch, lambda stages, dtype: efficientnet_lite.EfficientNetLite(config, stages=stages, dtype=dtype),
-                      config.stage_channels(), arch, TF_LITE_MEAN, TF_LITE_STD)
+  build = lambda stages, dtype, folded=False: efficientnet_lite.EfficientNetLite(config, stages, dtype=dtype,
+                                                                               folded=folded)
+  return BackboneSpec(arch, build, config.stage_channels(), arch, efficientnet_lite.BN_EPS, TF_LITE_MEAN, TF_LITE_STD)
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -101,8 +106,8 @@ BACKBONES: dict[str, BackboneSpec] = {
   "wide_resnet101_2": _resnet_spec("wide_resnet101_2", "wide_resnet101_2.tv_in1k"),
   "efficientnet_lite0": _lite_spec("efficientnet_lite0"),
   "efficientnet_lite2": _lite_spec("efficientnet_lite2"),
-  "tiny_test": BackboneSpec(None, lambda stages, dtype: TinyBackbone(stages=stages, dtype=dtype),
-                            dict(zip(resnet.STAGE_NAMES, TinyBackbone.widths)), "random"),
+  "tiny_test": BackboneSpec(None, lambda stages, dtype, folded=False: TinyBackbone(stages=stages, dtype=dtype),
+                            dict(zip(resnet.STAGE_NAMES, TinyBackbone.widths)), "random", None),
 }
 
 

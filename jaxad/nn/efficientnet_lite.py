@@ -105,26 +105,33 @@ def _padding(kernel: int, mode: str):
   raise ValueError(f"padding must be 'same' or 'symmetric', got {mode!r}")
 
 
+def _batch_norm(eps: float, dtype, folded: bool):
+  """BatchNorm with running statistics; the identity when it is folded into the conv before it."""
+  if folded:
+    return lambda x: x
+  return nn.BatchNorm(use_running_average=True, momentum=0.99, epsilon=eps, dtype=dtype)
+
+
 class MBConv(nn.Module):
   """Inverted residual block without squeeze-excitation (ReLU6)."""
   spec: BlockSpec
   padding: str = "same"
   bn_eps: float = BN_EPS
   dtype: jnp.dtype = jnp.float32
+  folded: bool = False
 
   def setup(self):
     s = self.spec
     hidden = s.in_channels * s.expand_ratio
-    bn = dict(use_running_average=True, momentum=0.99, epsilon=self.bn_eps, dtype=self.dtype)
     if s.expand_ratio != 1:
-      self.conv_pw = nn.Conv(hidden, (1, 1), use_bias=False, dtype=self.dtype)
-      self.bn_pw = nn.BatchNorm(**bn)
+      self.conv_pw = nn.Conv(hidden, (1, 1), use_bias=self.folded, dtype=self.dtype)
+      self.bn_pw = _batch_norm(self.bn_eps, self.dtype, self.folded)
     self.conv_dw = nn.Conv(hidden, (s.kernel, s.kernel), strides=(s.stride, s.stride),
                            padding=_padding(s.kernel, self.padding), feature_group_count=hidden,
-                           use_bias=False, dtype=self.dtype)
-    self.bn_dw = nn.BatchNorm(**bn)
-    self.conv_pwl = nn.Conv(s.out_channels, (1, 1), use_bias=False, dtype=self.dtype)
-    self.bn_pwl = nn.BatchNorm(**bn)
+                           use_bias=self.folded, dtype=self.dtype)
+    self.bn_dw = _batch_norm(self.bn_eps, self.dtype, self.folded)
+    self.conv_pwl = nn.Conv(s.out_channels, (1, 1), use_bias=self.folded, dtype=self.dtype)
+    self.bn_pwl = _batch_norm(self.bn_eps, self.dtype, self.folded)
 
   def __call__(self, x_BxHxWxC):
     y = x_BxHxWxC
@@ -145,6 +152,8 @@ class EfficientNetLite(nn.Module):
     bn_eps: BatchNorm epsilon (1e-3 for the TF-trained weights, 1e-5 for timm's own).
     num_classes: size of the classifier used by `classify`.
     dtype: computation dtype (parameters stay float32).
+    folded: BatchNorms folded into the convs before them (convs with a bias, no BatchNorm;
+      variables from `jaxad.nn.fold.fold_batch_norms`), as the frozen backbones run.
   """
   config: LiteConfig
   stages: Sequence[str] = ("layer2", "layer3")
@@ -152,20 +161,20 @@ class EfficientNetLite(nn.Module):
   bn_eps: float = BN_EPS
   num_classes: int = 1000
   dtype: jnp.dtype = jnp.float32
+  folded: bool = False
 
   def setup(self):
     unknown = [s for s in self.stages if s not in STAGE_NAMES]
     if unknown or not self.stages:
       raise ValueError(f"EfficientNet-Lite stages must be a non-empty subset of {STAGE_NAMES}, "
                        f"got {tuple(self.stages)}")
-    bn = dict(use_running_average=True, momentum=0.99, epsilon=self.bn_eps, dtype=self.dtype)
     self.conv_stem = nn.Conv(STEM_CHANNELS, (3, 3), strides=(2, 2), padding=_padding(3, self.padding),
-                             use_bias=False, dtype=self.dtype)
-    self.bn_stem = nn.BatchNorm(**bn)
-    self.blocks = [[MBConv(spec, self.padding, self.bn_eps, self.dtype, name=f"blocks_{g}_{i}") for i, spec in enumerate(group)]
-                   for g, group in enumerate(self.config.groups())]
-    self.conv_head = nn.Conv(HEAD_CHANNELS, (1, 1), use_bias=False, dtype=self.dtype)
-    self.bn_head = nn.BatchNorm(**bn)
+                             use_bias=self.folded, dtype=self.dtype)
+    self.bn_stem = _batch_norm(self.bn_eps, self.dtype, self.folded)
+    self.blocks = [[MBConv(spec, self.padding, self.bn_eps, self.dtype, self.folded, name=f"blocks_{g}_{i}")
+                    for i, spec in enumerate(group)] for g, group in enumerate(self.config.groups())]
+    self.conv_head = nn.Conv(HEAD_CHANNELS, (1, 1), use_bias=self.folded, dtype=self.dtype)
+    self.bn_head = _batch_norm(self.bn_eps, self.dtype, self.folded)
     self.classifier = nn.Dense(self.num_classes, dtype=self.dtype)
 
   def _run_groups(self, images_BxHxWx3, last_group: int):

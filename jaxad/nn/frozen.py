@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad.nn.backbones import IMAGENET_MEAN, IMAGENET_STD, apply_backbone, get_spec, load_backbone
+from jaxad.nn.fold import fold_batch_norms
 
 
 def frozen_backbone(name: str, stages: Sequence[str], weights=None):
@@ -21,6 +22,10 @@ def frozen_backbone(name: str, stages: Sequence[str], weights=None):
   stages = tuple(stages)
   module, variables = load_backbone(name, stages=stages, weights=weights)
   spec = get_spec(name)
+  folded = spec.bn_eps is not None
+  if folded:
+    variables = fold_batch_norms(variables, spec.bn_eps)
+    module = spec.build(stages, jnp.float32, folded=True)
   scale = jnp.asarray(IMAGENET_STD, jnp.float32) / jnp.asarray(spec.input_std, jnp.float32)
   shift = (jnp.asarray(IMAGENET_MEAN, jnp.float32) - jnp.asarray(spec.input_mean, jnp.float32)) / jnp.asarray(
       spec.input_std, jnp.float32)
@@ -30,7 +35,7 @@ def frozen_backbone(name: str, stages: Sequence[str], weights=None):
   def stages_fn(frozen_vars, images_BxHxWx3):
     dtype = jnp.dtype(jax.tree.leaves(frozen_vars)[0].dtype)
     if dtype not in modules:
-      modules[dtype] = spec.build(stages, dtype)
+      modules[dtype] = spec.build(stages, dtype, folded=folded)
     x = images_BxHxWx3 if same else images_BxHxWx3 * scale.astype(dtype) + shift.astype(dtype)
     return apply_backbone(modules[dtype], frozen_vars, x, stages)
 

@@ -13,7 +13,12 @@ so `jaxad.nn.convert` maps a torchvision or timm state dict one-to-one.
 run layer4), and returns `{"layer2": ..., "layer3": ...}`. `classify` runs the whole network and
 the fc head (used to check converted weights).
 
-Deviations: none in inference mode (training-mode BatchNorm is not supported).
+`folded=True` builds the same network with every BatchNorm folded into the conv before it (the
+convs get a bias, the BatchNorms are gone; variables from `jaxad.nn.fold.fold_batch_norms`): the
+frozen backbones run this way (`jaxad.nn.frozen`), with fewer kernels and parameter arrays.
+
+Deviations: none in inference mode (training-mode BatchNorm is not supported); the folded form
+differs from the unfolded one by float rounding only (tests/test_fold.py).
 """
 
 from __future__ import annotations
@@ -29,14 +34,17 @@ BN_EPS = 1e-5
 BOTTLENECK_EXPANSION = 4
 
 
-def _batch_norm(dtype, name: str) -> nn.BatchNorm:
+def _batch_norm(dtype, name: str, folded: bool = False):
+  """BatchNorm with running statistics; the identity when it is folded into the conv before it."""
+  if folded:
+    return lambda x: x
   return nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=BN_EPS, dtype=dtype, name=name)
 
 
-def _conv(features: int, kernel: int, stride: int, dtype, name: str) -> nn.Conv:
+def _conv(features: int, kernel: int, stride: int, dtype, name: str, folded: bool = False) -> nn.Conv:
   pad = (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                 use_bias=False, dtype=dtype, name=name)
+                 use_bias=folded, dtype=dtype, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -45,15 +53,16 @@ class BasicBlock(nn.Module):
   stride: int = 1
   downsample: bool = False
   dtype: jnp.dtype = jnp.float32
+  folded: bool = False
 
   def setup(self):
-    self.conv1 = _conv(self.planes, 3, self.stride, self.dtype, "conv1")
-    self.bn1 = _batch_norm(self.dtype, "bn1")
-    self.conv2 = _conv(self.planes, 3, 1, self.dtype, "conv2")
-    self.bn2 = _batch_norm(self.dtype, "bn2")
+    self.conv1 = _conv(self.planes, 3, self.stride, self.dtype, "conv1", self.folded)
+    self.bn1 = _batch_norm(self.dtype, "bn1", self.folded)
+    self.conv2 = _conv(self.planes, 3, 1, self.dtype, "conv2", self.folded)
+    self.bn2 = _batch_norm(self.dtype, "bn2", self.folded)
     if self.downsample:
-      self.downsample_conv = _conv(self.planes, 1, self.stride, self.dtype, "downsample_conv")
-      self.downsample_bn = _batch_norm(self.dtype, "downsample_bn")
+      self.downsample_conv = _conv(self.planes, 1, self.stride, self.dtype, "downsample_conv", self.folded)
+      self.downsample_bn = _batch_norm(self.dtype, "downsample_bn", self.folded)
 
   def __call__(self, x_BxHxWxC):
     y = nn.relu(self.bn1(self.conv1(x_BxHxWxC)))
@@ -69,17 +78,19 @@ class Bottleneck(nn.Module):
   downsample: bool = False
   width: int = 0
   dtype: jnp.dtype = jnp.float32
+  folded: bool = False
 
   def setup(self):
-    self.conv1 = _conv(self.width, 1, 1, self.dtype, "conv1")
-    self.bn1 = _batch_norm(self.dtype, "bn1")
-    self.conv2 = _conv(self.width, 3, self.stride, self.dtype, "conv2")
-    self.bn2 = _batch_norm(self.dtype, "bn2")
-    self.conv3 = _conv(self.planes * BOTTLENECK_EXPANSION, 1, 1, self.dtype, "conv3")
-    self.bn3 = _batch_norm(self.dtype, "bn3")
+    self.conv1 = _conv(self.width, 1, 1, self.dtype, "conv1", self.folded)
+    self.bn1 = _batch_norm(self.dtype, "bn1", self.folded)
+    self.conv2 = _conv(self.width, 3, self.stride, self.dtype, "conv2", self.folded)
+    self.bn2 = _batch_norm(self.dtype, "bn2", self.folded)
+    self.conv3 = _conv(self.planes * BOTTLENECK_EXPANSION, 1, 1, self.dtype, "conv3", self.folded)
+    self.bn3 = _batch_norm(self.dtype, "bn3", self.folded)
     if self.downsample:
-      self.downsample_conv = _conv(self.planes * BOTTLENECK_EXPANSION, 1, self.stride, self.dtype, "downsample_conv")
-      self.downsample_bn = _batch_norm(self.dtype, "downsample_bn")
+      self.downsample_conv = _conv(self.planes * BOTTLENECK_EXPANSION, 1, self.stride, self.dtype, "downsample_conv",
+                                   self.folded)
+      self.downsample_bn = _batch_norm(self.dtype, "downsample_bn", self.folded)
 
   def __call__(self, x_BxHxWxC):
     y = nn.relu(self.bn1(self.conv1(x_BxHxWxC)))
@@ -122,20 +133,22 @@ class ResNet(nn.Module):
     stages: the stage names to return; only the layers up to the deepest one run.
     num_classes: size of the fc head used by `classify`.
     dtype: computation dtype (parameters stay float32).
+    folded: BatchNorms folded into the convs (see the module docstring).
   """
   config: ResNetConfig
   stages: Sequence[str] = ("layer2", "layer3")
   num_classes: int = 1000
   dtype: jnp.dtype = jnp.float32
+  folded: bool = False
 
   def setup(self):
     unknown = [s for s in self.stages if s not in STAGE_NAMES]
     if unknown or not self.stages:
       raise ValueError(f"ResNet stages must be a non-empty subset of {STAGE_NAMES}, got {tuple(self.stages)}")
     cfg = self.config
-    self.conv1 = nn.Conv(cfg.stem_width, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False,
+    self.conv1 = nn.Conv(cfg.stem_width, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=self.folded,
                          dtype=self.dtype, name="conv1")
-    self.bn1 = _batch_norm(self.dtype, "bn1")
+    self.bn1 = _batch_norm(self.dtype, "bn1", self.folded)
     in_channels = cfg.stem_width
     layers = []
     for i, num_blocks in enumerate(cfg.layers):
@@ -146,12 +159,12 @@ class ResNet(nn.Module):
         if cfg.block == "basic":
           out_channels = planes
           block = BasicBlock(planes, stride, downsample=(stride != 1 or in_channels != out_channels),
-                             dtype=self.dtype, name=f"{STAGE_NAMES[i]}_{b}")
+                             dtype=self.dtype, folded=self.folded, name=f"{STAGE_NAMES[i]}_{b}")
         else:
           out_channels = planes * BOTTLENECK_EXPANSION
           width = planes * cfg.width_per_group // 64
           block = Bottleneck(planes, stride, downsample=(stride != 1 or in_channels != out_channels), width=width,
-                             dtype=self.dtype, name=f"{STAGE_NAMES[i]}_{b}")
+                             dtype=self.dtype, folded=self.folded, name=f"{STAGE_NAMES[i]}_{b}")
         blocks.append(block)
         in_channels = out_channels
       layers.append(blocks)
