@@ -1,7 +1,10 @@
 """Frozen-backbone throughput: images/s of `apply_backbone` (to layer3) per backbone, batch size and dtype.
 
 Method: random weights (`load_backbone(..., weights="random")`; the numbers do not depend on the
-values), input already on the device, one jitted function per configuration. Compile time is
+values), input already on the device, one jitted function per configuration. Each configuration is
+timed twice in the same run: with its BatchNorms folded into the convs, as `jaxad.nn.frozen` runs
+the backbones, and as loaded (conv, then BatchNorm: the baseline); the table gives both and the
+ratio folded / as loaded (above 1: folding is faster). Compile time is
 measured separately (`lower().compile()`), then `--warmup` calls, then `--iters` timed calls, each
 ended with `block_until_ready`; the median call time gives images/s. Results go to a JSON file
 (with device, versions, XLA flags and matmul precision) and a Markdown table beside it.
@@ -28,6 +31,7 @@ import jaxlib
 import numpy as np
 
 from jaxad.nn import backbones
+from jaxad.nn.fold import fold_batch_norms
 
 STAGES = ("layer2", "layer3")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -55,8 +59,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def time_config(name: str, dtype_name: str, batch: int, size: int, warmup: int, iters: int) -> dict:
-  """Compile and time one (backbone, dtype, batch) configuration."""
+  """Compile and time one (backbone, dtype, batch) configuration, folded and as loaded."""
   module, variables = backbones.load_backbone(name, STAGES, weights="random", dtype=DTYPES[dtype_name])
+  spec = backbones.get_spec(name)
+  row = time_form(module, variables, name, dtype_name, batch, size, warmup, iters)
+  if spec.bn_eps is not None:
+    folded = spec.build(STAGES, DTYPES[dtype_name], folded=True)
+    unfolded = row
+    row = time_form(folded, fold_batch_norms(variables, spec.bn_eps), name, dtype_name, batch, size, warmup, iters)
+    row.update(unfolded_images_per_s=unfolded["images_per_s"], unfolded_compile_s=unfolded["compile_s"],
+               folded_vs_unfolded=round(row["images_per_s"] / unfolded["images_per_s"], 3),
+               arrays=len(jax.tree.leaves(fold_batch_norms(variables, spec.bn_eps))),
+               unfolded_arrays=len(jax.tree.leaves(variables)))
+  return row
+
+
+def time_form(module, variables, name: str, dtype_name: str, batch: int, size: int, warmup: int, iters: int) -> dict:
   images = jax.device_put(np.random.default_rng(0).standard_normal((batch, size, size, 3), np.float32))
   forward = jax.jit(lambda v, x: backbones.apply_backbone(module, v, x, STAGES))
   start = time.perf_counter()
@@ -88,11 +106,14 @@ def environment() -> dict:
 def markdown(env: dict, results: list[dict]) -> str:
   lines = [f"Backbone throughput on {env['device']} (jax {env['jax']}, flax {env['flax']}; "
            f"input {results[0]['size']}×{results[0]['size']}, stages {'+'.join(STAGES)})", "",
-           "| backbone | dtype | batch | images/s | median call (ms) | compile (s) |",
-           "|---|---|---:|---:|---:|---:|"]
+           "| backbone | dtype | batch | images/s (folded) | median call (ms) | compile (s) "
+           "| images/s as loaded | folded / as loaded |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
   for r in results:
+    base = (f"{r['unfolded_images_per_s']:.1f} | {r['folded_vs_unfolded']:.2f}" if "unfolded_images_per_s" in r
+            else "– | –")
     lines.append(f"| {r['backbone']} | {r['dtype']} | {r['batch']} | {r['images_per_s']:.1f} | "
-                 f"{1000 * r['median_call_s']:.1f} | {r['compile_s']:.1f} |")
+                 f"{1000 * r['median_call_s']:.1f} | {r['compile_s']:.1f} | {base} |")
   return "\n".join(lines) + "\n"
 
 

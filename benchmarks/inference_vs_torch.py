@@ -19,7 +19,8 @@ jaxad's engine takes float inputs as already normalised network inputs (one elem
 the input, which XLA would fuse into the first convolution), so jaxad's rows exclude it.
 
 Variants: jaxad (float32 = XLA defaults; bfloat16 = bf16 parameters and activations, float32
-outputs); torch eager (as shipped; bf16 = autocast) and torch.compile (mode "reduce-overhead",
+outputs), "jit" with the parameters passed as arguments and "jit-const" with them baked into the
+program (`InferenceEngine(constant_params=True)`: one argument per call; trains no rows); torch eager (as shipped; bf16 = autocast) and torch.compile (mode "reduce-overhead",
 CUDA graphs, on GPUs; default mode on CPU). torch "fp32" keeps PyTorch defaults (TF32 convs on
 GPUs, cudnn.benchmark on). Latency: batch 1, median of `--latency-iters` synchronised calls
 after `--warmup`; throughput: `--throughput-iters` back-to-back calls, one synchronisation.
@@ -87,6 +88,7 @@ def parse_args(argv=None):
   p.add_argument("--warmup", type=int, default=None, help="untimed calls after compiling (default 20; 1 quick)")
   p.add_argument("--train-steps", type=int, default=None, help="timed training steps (default 30; 1 quick)")
   p.add_argument("--no-torch", action="store_true", help="jaxad rows only")
+  p.add_argument("--jaxad-variants", default="jit,jit-const", help="subset of jit,jit-const")
   p.add_argument("--torch-variants", default="eager,compile", help="subset of eager,compile")
   p.add_argument("--no-train", action="store_true", help="skip the training rows")
   p.add_argument("--ead-train-chunk", type=int, default=None,
@@ -171,7 +173,7 @@ def xla_flops(lowered) -> float | None:
 # ----------------------------------------------------------------------------- jaxad side
 
 
-def jaxad_supersimplenet(s: Settings, dtype: str):
+def jaxad_supersimplenet(s: Settings, dtype: str, constant_params: bool = False):
   """(engine, train_step(), flops_per_image, train batch, steps per train_step call) of jaxad's SSN, random weights."""
   from jaxad.infer import InferenceEngine
   from jaxad.models import get_method
@@ -187,7 +189,8 @@ def jaxad_supersimplenet(s: Settings, dtype: str):
   trainer = loop.Trainer(method, static, 64, features_fn)
   example = jax.eval_shape(features_fn, frozen_vars, jax.ShapeDtypeStruct((1, s.size, s.size, 3), jnp.float32))
   states = trainer.init_states(hps, example)
-  engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=dtype)
+  engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=dtype,
+                           constant_params=constant_params)
   flops = xla_flops(engine.lower(jax.device_put(np.zeros((1, s.size, s.size, 3), np.float32))))
 
   b = s.ssn_train_batch
@@ -204,7 +207,7 @@ def jaxad_supersimplenet(s: Settings, dtype: str):
   return engine, (train_step if train_frozen is not None else None), flops, b, 1
 
 
-def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
+def jaxad_efficient_ad(s: Settings, size: str, dtype: str, constant_params: bool = False):
   """(engine, train_step(), flops_per_image, train batch, steps per call) of jaxad's EfficientAD, random weights.
 
   The state is built as `jaxad fit` builds it: `Trainer.init_states`, `prepare_state` (random
@@ -232,7 +235,8 @@ def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
   example = trainer.features(frozen_vars, jnp.asarray(split.image[:1]))
   states = method.prepare_state(static, trainer.init_states(hps, example), split)
   states = method.calibrate(static, states, hps, split)
-  engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=dtype)
+  engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=dtype,
+                           constant_params=constant_params)
   flops = xla_flops(engine.lower(jax.device_put(np.zeros((1, *hw, 3), np.float32))))
   if dtype != "float32":  # the Trainer steps in float32 only
     return engine, None, flops, static.batch_size, 1
@@ -252,12 +256,14 @@ def jaxad_efficient_ad(s: Settings, size: str, dtype: str):
   return engine, train_step, flops, static.batch_size, k
 
 
-def run_jaxad(model: str, s: Settings, dtype: str, train: bool) -> dict:
+def run_jaxad(model: str, s: Settings, dtype: str, train: bool, variant: str = "jit") -> dict:
   hw = s.size if model == "supersimplenet" else s.ead_size
+  const = variant == "jit-const"
   if model == "supersimplenet":
-    predict, train_step, flops, train_batch, k = jaxad_supersimplenet(s, dtype)
+    predict, train_step, flops, train_batch, k = jaxad_supersimplenet(s, dtype, const)
   else:
-    predict, train_step, flops, train_batch, k = jaxad_efficient_ad(s, model[-1], dtype)
+    predict, train_step, flops, train_batch, k = jaxad_efficient_ad(s, model[-1], dtype, const)
+  train = train and not const
   rng = np.random.default_rng(0)
   inputs = {b: jax.device_put(rng.random((b, hw, hw, 3)).astype(np.float32)) for b in (1, *s.batches)}
   last = {}
@@ -265,7 +271,7 @@ def run_jaxad(model: str, s: Settings, dtype: str, train: bool) -> dict:
   def call(x):
     last["out"] = predict(x)
 
-  row = {"library": "jaxad", "variant": "jit", "flops_per_image": flops,
+  row = {"library": "jaxad", "variant": variant, "flops_per_image": flops,
          **time_calls(call, lambda: jax.block_until_ready(last["out"]), s, inputs.__getitem__)}
   if train and train_step is not None:
     holder = {}
@@ -485,13 +491,14 @@ def main(argv=None) -> int:
   flops = {}
   for model in args.models:
     for dtype in s.dtypes:
-      print(f"[jaxad] {model} {dtype}", flush=True)
-      row = run_jaxad(model, s, dtype, not args.no_train)
-      rows.append({"model": model, "dtype": dtype, **row})
-      print(summary(rows[-1]), flush=True)
-      if dtype == "float32" and row.get("flops_per_image"):
-        flops[model] = row["flops_per_image"]
-      write(args, record_of(args, s, with_torch, flops, rows))
+      for jaxad_variant in [v for v in args.jaxad_variants.split(",") if v]:
+        print(f"[jaxad] {model} {dtype} {jaxad_variant}", flush=True)
+        row = run_jaxad(model, s, dtype, not args.no_train, jaxad_variant)
+        rows.append({"model": model, "dtype": dtype, **row})
+        print(summary(rows[-1]), flush=True)
+        if dtype == "float32" and row.get("flops_per_image"):
+          flops[model] = row["flops_per_image"]
+        write(args, record_of(args, s, with_torch, flops, rows))
       if with_torch:
         for variant in variants:
           print(f"[torch] {model} {dtype} {variant}", flush=True)

@@ -91,6 +91,21 @@ def test_stream_matches_the_evaluator_and_predict_array_pads(tiny):
   np.testing.assert_allclose(again["score"], ref["score"], rtol=1e-5, atol=1e-6)
 
 
+def test_constant_params_give_the_same_outputs_with_one_argument(tiny):
+  method, static, states, frozen = tiny
+  images = _images(5, hw=HW)
+  engine = InferenceEngine(method, static, states, frozen)
+  # the engine keeps what predict reads: no optimiser state
+  assert engine.params[0].opt_state is None and len(jax.tree.leaves(engine.params)) < len(
+      jax.tree.leaves((states, frozen[1])))
+  baked = InferenceEngine(method, static, states, frozen, constant_params=True)
+  ref, got = engine.predict_array(images, batch_size=5), baked.predict_array(images, batch_size=5)
+  for k in ref:
+    np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6 * np.abs(ref[k]).max())
+  assert baked.compiled_count() == 1
+  assert len(jax.tree.leaves(baked.lower(jnp.asarray(images)).args_info)) == 1  # the images only
+
+
 @pytest.mark.parametrize("resize", ["cv2-bilinear", "pil-bilinear", "torch-bilinear-antialias", "torch-bilinear"])
 def test_device_preprocessing_matches_the_host_pipeline(resize):
   from jaxad.data.transforms import PreprocessConfig

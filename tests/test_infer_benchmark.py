@@ -63,8 +63,8 @@ def test_efficient_ad_row_runs_the_method_with_its_prepared_state_and_penalty(be
   built, metrics = {}, []
   original = bench.jaxad_efficient_ad
 
-  def capture(s, size, dtype):
-    engine, train_step, flops, batch, k = original(s, size, dtype)
+  def capture(s, size, dtype, constant_params=False):
+    engine, train_step, flops, batch, k = original(s, size, dtype, constant_params)
     built["engine"] = engine
     return engine, lambda: metrics.append(train_step()) or metrics[-1], flops, batch, k
 
@@ -87,3 +87,7 @@ def test_efficient_ad_row_runs_the_method_with_its_prepared_state_and_penalty(be
   assert (mn["qb_st"] > mn["qa_st"]).all() and not np.allclose(mn["qb_st"], 1.0)
   step = jax.device_get(metrics[-1])  # Trainer.run_steps: (K = 2, M = 1), with the penalty image in the loss
   assert step["loss"].shape == (2, 1) and np.isfinite(step["loss"]).all() and (step["penalty"] > 0).all()
+
+  const = bench.run_jaxad("efficient_ad_s", s, "float32", train=True, variant="jit-const")
+  assert built["engine"].constant_params and const["variant"] == "jit-const" and "train" not in const
+  assert math.isfinite(const["latency_ms"]) and const["flops_per_image"] == pytest.approx(row["flops_per_image"])

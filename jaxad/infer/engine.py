@@ -11,6 +11,11 @@ cast to bfloat16 once, the network input is cast after pre-processing, so all la
 bfloat16 activations (modules follow their inputs' dtype; the frozen backbone follows its
 variables'); outputs are returned as float32.
 
+Parameters: passed to the compiled program as arguments (default), or, with `constant_params=True`,
+baked into it as constants: a call then hands XLA one array instead of one per parameter array,
+which takes host time off every call (what batch-1 latency is made of) at the cost of a longer
+compilation and a program tied to these weights.
+
 Streaming (`stream`, `predict_array`): batch i+1 is put on the device while batch i computes
 (jax dispatches asynchronously) and outputs start their device-to-host copy as soon as they are
 ready; all batches have the same shape (the last one is padded), so a stream compiles once.
@@ -80,10 +85,11 @@ class InferenceEngine:
       needs a plain resize, not SimpleNet's shorter-side resize + crop).
     map_range: optional (lo_M, hi_M) arrays: maps are normalised to (map − lo) / (hi − lo).
     device: where to run (default: the first device).
+    constant_params: bake the parameters into the compiled program (see the module docstring).
   """
 
   def __init__(self, method, static, states_M, frozen, *, dtype: str = "float32", map_size: str = "model",
-               map_range=None, device=None):
+               map_range=None, device=None, constant_params: bool = False):
     if dtype not in DTYPES:
       raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if map_size not in MAP_SIZES:
@@ -96,17 +102,30 @@ class InferenceEngine:
     self.device = device or jax.devices()[0]
     self.members = int(jax.tree.leaves(states_M)[0].shape[0])
     compute_dtype = DTYPES[dtype]
+    # predict reads params and batch_stats only: the optimiser state would cost memory and a
+    # per-call argument check for each of its arrays
+    states_M = states_M.replace(opt_state=None, step=None, alive=None)
     self.params = jax.device_put(cast_floats((states_M, frozen_vars), compute_dtype), self.device)
     self.map_range = None if map_range is None else jax.device_put(
         tuple(np.asarray(v, np.float32).reshape(self.members) for v in map_range), self.device)
     # pure (states, frozen_vars, images, map_range) → outputs, for jax.export and cost analysis
     self.forward = functools.partial(forward, method, static, features_fn, compute_dtype, map_size)
-    self._fn = jax.jit(self.forward)
+    self.constant_params = constant_params
+    if constant_params:
+      (states, frozen_vars), map_range = self.params, self.map_range
+      self._fn = jax.jit(lambda images: self.forward(states, frozen_vars, images, map_range))
+    else:
+      self._fn = jax.jit(self.forward)
+
+  def _args(self, images_BxHxWx3) -> tuple:
+    if self.constant_params:
+      return (images_BxHxWx3,)
+    states, frozen_vars = self.params
+    return states, frozen_vars, images_BxHxWx3, self.map_range
 
   def __call__(self, images_BxHxWx3):
     """One batch (host or device array) → dict of device arrays (dispatched asynchronously)."""
-    states, frozen_vars = self.params
-    return self._fn(states, frozen_vars, images_BxHxWx3, self.map_range)
+    return self._fn(*self._args(images_BxHxWx3))
 
   def compiled_count(self) -> int:
     """How many executables the engine holds (one per distinct input shape and dtype seen)."""
@@ -114,8 +133,7 @@ class InferenceEngine:
 
   def lower(self, images_BxHxWx3):
     """`jax.stages.Lowered` for a batch like this one (cost analysis, ahead-of-time compilation)."""
-    states, frozen_vars = self.params
-    return self._fn.lower(states, frozen_vars, images_BxHxWx3, self.map_range)
+    return self._fn.lower(*self._args(images_BxHxWx3))
 
   def stream(self, batches: Iterable[np.ndarray]) -> Iterator[dict]:
     """Yields host (numpy) outputs per batch; the next batch's transfer overlaps the current compute."""
