@@ -13,6 +13,7 @@ from jaxad.errors import WeightsError
 from jaxad.models.efficient_ad import config as cfg
 from jaxad.models.efficient_ad import steps
 from jaxad.models.efficient_ad.loss import hard_feature_loss
+from jaxad.models.efficient_ad import penalty
 from jaxad.models.efficient_ad.penalty import PenaltyStream, grayscale_uint8, nelson_transform
 from jaxad.models.efficient_ad.teacher import load_teacher, random_teacher
 from jaxad.train.loop import SplitData
@@ -137,6 +138,12 @@ def test_penalty_stream_is_deterministic_per_step(tmp_path):
   assert a["penalty"].shape == (20, 1, 32, 48, 3) and a["penalty"].dtype == np.uint8
   np.testing.assert_array_equal(stream(np.arange(7, 9))["penalty"], a["penalty"][2:4])
   assert "skimage.data.astronaut" in stream.provenance["photos"]
+  # the pool is made once per process and shared read-only; threads change nothing in the crops
+  again = PenaltyStream("bundled", (32, 48), pool=6, seed=0)
+  assert again.images is stream.images and not stream.images.flags.writeable
+  photos = list(penalty.bundled_photos().values())
+  np.testing.assert_array_equal(penalty.random_crops(photos, 9, (20, 24), np.random.default_rng(4)),
+                                penalty.random_crops(photos, 9, (20, 24), np.random.default_rng(4), threads=False))
 
   from PIL import Image
   rgb = np.random.default_rng(0).integers(0, 256, (50, 70, 3), np.uint8)

@@ -91,7 +91,7 @@ class ImageStream:
 
   def _big_images(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
     if self.files is None:
-      return list(photo_lib.random_crops(self.photos, n, self.big, rng))
+      return list(photo_lib.random_crops(self.photos, n, self.big, rng, threads=False))  # prefetch has threads
     from jaxad.data.images import load_image
     picks = rng.integers(len(self.files), size=n)
     return [photo_lib._rgb(load_image(self.files[i])) for i in picks]

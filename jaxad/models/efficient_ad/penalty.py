@@ -17,6 +17,9 @@ The stream's `provenance` says which source, photos/files and pool size a run us
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +43,9 @@ def _rgb(array: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(array[..., :3]).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=1)
 def bundled_photos() -> dict[str, np.ndarray]:
-  """{name: uint8 RGB photo} of the photos bundled with scikit-image and scikit-learn."""
+  """{name: uint8 RGB photo} of the photos bundled with scikit-image and scikit-learn (read once, read-only)."""
   import skimage.data
   from sklearn.datasets import load_sample_images
 
@@ -52,6 +56,8 @@ def bundled_photos() -> dict[str, np.ndarray]:
   sample = load_sample_images()
   for name, image in zip(sample.filenames, sample.images):
     photos[f"sklearn.{Path(name).name}"] = _rgb(image)
+  for photo in photos.values():
+    photo.setflags(write=False)
   return photos
 
 
@@ -67,11 +73,14 @@ def _resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def random_crops(photos: list[np.ndarray], count: int, hw: tuple[int, int], rng: np.random.Generator,
-                 min_scale: float = 0.1) -> np.ndarray:
+                 min_scale: float = 0.1, threads: bool = True) -> np.ndarray:
   """`count` crops (uint8, (count, H, W, 3)): area fraction U(min_scale, 1) of the photo, aspect
-  U(3/4, 4/3) (log-uniform), random position, resized to `hw`, horizontally flipped with p 0.5."""
-  out = np.empty((count, *hw, 3), np.uint8)
-  for i in range(count):
+  U(3/4, 4/3) (log-uniform), random position, resized to `hw`, horizontally flipped with p 0.5.
+
+  The crops are drawn from `rng` one after another; with `threads` the resizes run on a thread pool
+  (PIL releases the GIL while it resizes), which changes nothing in the result."""
+  boxes = []
+  for _ in range(count):
     photo = photos[int(rng.integers(len(photos)))]
     ph, pw = photo.shape[:2]
     area = rng.uniform(min_scale, 1.0) * ph * pw
@@ -79,9 +88,27 @@ def random_crops(photos: list[np.ndarray], count: int, hw: tuple[int, int], rng:
     ch = int(min(ph, max(8, round(np.sqrt(area / aspect)))))
     cw = int(min(pw, max(8, round(np.sqrt(area * aspect)))))
     y, x = int(rng.integers(ph - ch + 1)), int(rng.integers(pw - cw + 1))
-    crop = _resize(photo[y:y + ch, x:x + cw], hw)
-    out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
+    boxes.append((photo[y:y + ch, x:x + cw], rng.random() < 0.5))
+  out = np.empty((count, *hw, 3), np.uint8)
+
+  def make(i: int) -> None:
+    crop, flip = boxes[i]
+    crop = _resize(crop, hw)
+    out[i] = crop[:, ::-1] if flip else crop
+
+  _run(make, count, threads)
   return out
+
+
+def _run(fn, count: int, threads: bool = True) -> None:
+  """fn(i) for i < count, on a thread pool with `threads` (errors are raised here)."""
+  if not threads or count <= 1:
+    for i in range(count):
+      fn(i)
+    return
+  with concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 1, count)) as pool:
+    for f in [pool.submit(fn, i) for i in range(count)]:
+      f.result()
 
 
 def folder_files(folder: str | Path) -> list[Path]:
@@ -102,6 +129,15 @@ def nelson_transform(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
   return big[top:top + h, left:left + w]
 
 
+@functools.lru_cache(maxsize=2)
+def bundled_pool(hw: tuple[int, int], pool: int, seed: int) -> np.ndarray:
+  """The bundled source's pool (read-only): made once per process for each (size, pool, seed), so sweep
+  groups and repeated runs share it."""
+  images = random_crops(list(bundled_photos().values()), pool, hw, np.random.default_rng([seed, 0xE5AD]))
+  images.setflags(write=False)
+  return images
+
+
 class PenaltyStream:
   """stream(steps) → {"penalty": uint8 (K, batch, H, W, 3)}; deterministic in (seed, step)."""
 
@@ -112,14 +148,19 @@ class PenaltyStream:
     rng = np.random.default_rng([seed, 0xE5AD])
     if source == "bundled":
       photos = bundled_photos()
-      self.images = random_crops(list(photos.values()), pool, hw, rng)
+      self.images = bundled_pool(hw, pool, seed)
       self.provenance = {"penalty": "bundled", "photos": sorted(photos), "pool": pool,
                          "transform": "random crop (area 0.1-1, aspect 3/4-4/3), resize, h-flip; grayscale p 0.3"}
     else:
       from jaxad.data.images import load_image
       files = folder_files(source)
       chosen = sorted(rng.choice(len(files), size=min(pool, len(files)), replace=False))
-      self.images = np.stack([nelson_transform(_rgb(load_image(files[i])), hw) for i in chosen])
+      self.images = np.empty((len(chosen), *hw, 3), np.uint8)
+
+      def load(j: int) -> None:
+        self.images[j] = nelson_transform(_rgb(load_image(files[chosen[j]])), hw)
+
+      _run(load, len(chosen))
       self.provenance = {"penalty": "folder", "folder": str(Path(source).expanduser()), "files": len(files),
                          "pool": len(chosen), "transform": "resize 2x, center crop; grayscale p 0.3 (nelson)"}
 
