@@ -4,16 +4,16 @@
 #
 #   bash benchmarks/gpu_run.sh OUTDIR [STEP ...]
 #
-# STEPs (default: all, ~23 min): latency_probe (2.5 min), backbones (2.5), sweep_ead (4.7), sweep_ssn (2.2)
-# and inference_vs_torch (9.3). Under a 10-minute limit per command, run latency_probe, backbones and
-# sweep_ead in one call, sweep_ssn and inference_vs_torch in another (or give inference_vs_torch
-# --models to split it).
+# STEPs (default: all, ~25 min): latency_probe (2.5 min), backbones (2), sweep_ssn (2.2), sweep_ead (4.7),
+# ivt_ssn (4.2: inference_vs_torch for SuperSimpleNet) and ivt_ead (9.3: for EfficientAD-S/M). Under a
+# 10-minute limit per command, three calls:
+#   latency_probe backbones sweep_ssn  |  sweep_ead ivt_ssn  |  ivt_ead
 #
 # Before: download the anomalib wheels here into .whl/ (benchmarks/README.md, "On a lent GPU machine") and
 # carry .whl with the call; without them the torch rows are skipped (jaxad rows only).
 set -u
 OUTDIR=${1:?usage: bash benchmarks/gpu_run.sh OUTDIR [STEP ...]}; shift
-WANT=" ${*:-latency_probe backbones sweep_ead sweep_ssn inference_vs_torch} "
+WANT=" ${*:-latency_probe backbones sweep_ssn sweep_ead ivt_ssn ivt_ead} "
 R=$(mktemp -d); mkdir -p "$OUTDIR"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -31,10 +31,12 @@ step() {  # step SECONDS NAME COMMAND...: run (if NAME was asked for), keep the 
   grep -v "Delay kernel timed out" "$R/$name.log" | tail -14; pack
 }
 step 150 latency_probe python3 benchmarks/latency_probe.py --out "$R/latency_probe.json"
-step 150 backbones python3 benchmarks/backbone_throughput.py --out "$R/backbones.json"
-step 280 sweep_ead python3 benchmarks/sweep_speed.py --methods efficient_ad --members 1,8,32 --separate-runs 2 \
-  --steps 100 --out "$R/sweep_speed_ead"
+step 120 backbones python3 benchmarks/backbone_throughput.py --batch-sizes 1 64 --out "$R/backbones.json"
 step 130 sweep_ssn python3 benchmarks/sweep_speed.py --methods supersimplenet --members 1,8 --separate-runs 2 \
   --steps 50 --out "$R/sweep_speed_ssn"
-step 560 inference_vs_torch python3 benchmarks/inference_vs_torch.py --out "$R/inference_vs_torch.json"
+step 280 sweep_ead python3 benchmarks/sweep_speed.py --methods efficient_ad --members 1,8,32 --separate-runs 2 \
+  --steps 100 --out "$R/sweep_speed_ead"
+step 250 ivt_ssn python3 benchmarks/inference_vs_torch.py --models supersimplenet --out "$R/inference_vs_torch_ssn.json"
+step 555 ivt_ead python3 benchmarks/inference_vs_torch.py --models efficient_ad_s,efficient_ad_m \
+  --out "$R/inference_vs_torch_ead.json"
 pack; echo "results: $OUTDIR/gpu_run.tgz"
