@@ -27,7 +27,8 @@ after `--warmup`; throughput: `--throughput-iters` back-to-back calls, one synch
 Training: steps/s of one optimiser step (SSN: batch 8 with the backbone in the step, as
 anomalib; EfficientAD: batch 1 plus one penalty image, the reference recipe; jaxad's penalty comes
 from the Method's offline "bundled" stream, drawn once, as SSN's batch, so no host work is timed;
-the jaxad steps run in float32 only). FLOPs per image: XLA's cost analysis of jaxad's
+jaxad's bfloat16 EfficientAD row trains with `compute_dtype="bfloat16"` (bf16 convolutions, float32
+parameters, losses and Adam), against torch's autocast; jaxad's SSN trains in float32 only). FLOPs per image: XLA's cost analysis of jaxad's
 batch-1 program (torch's FlopCounterMode count of conv + linear is stored beside it).
 Ratios: jaxad speed / best torch speed of the same precision (>1: jaxad faster), speed being
 1/latency or images/s. anomalib models are built offline (pre_trained=False, HF_HUB_OFFLINE=1).
@@ -224,7 +225,8 @@ def jaxad_efficient_ad(s: Settings, size: str, dtype: str, constant_params: bool
   method = get_method("efficient_ad")
   hw = (s.ead_size, s.ead_size)
   static = method.resolve(cfg.Static(size=size, image_size=hw, teacher="random", penalty="bundled",
-                                     penalty_pool=EAD_PENALTY_POOL, padding=False, pad_maps=True, batch_size=1))
+                                     penalty_pool=EAD_PENALTY_POOL, padding=False, pad_maps=True, batch_size=1,
+                                     compute_dtype=dtype))
   features_fn, frozen_vars = method.make_frozen(static)
   hps = stack_members([method.default_hparams(static)])
   rng = np.random.default_rng(0)
@@ -238,9 +240,6 @@ def jaxad_efficient_ad(s: Settings, size: str, dtype: str, constant_params: bool
   engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=dtype,
                            constant_params=constant_params)
   flops = xla_flops(engine.lower(jax.device_put(np.zeros((1, *hw, 3), np.float32))))
-  if dtype != "float32":  # the Trainer steps in float32 only
-    return engine, None, flops, static.batch_size, 1
-
   cache = {k: jnp.asarray(v) for k, v in loop.host_arrays(split).items() if k != "image"}
   cache["feats"] = loop.compute_features(trainer.features, frozen_vars, split.image)
   stream = method.step_inputs(static, 0)

@@ -15,6 +15,7 @@ from jaxad.errors import ConfigError
 
 SIZES = ("s", "m")
 POSTPROCESS = ("anomalib", "nelson")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 TEACHER_STATS = ("nelson", "anomalib")
 
 
@@ -42,6 +43,8 @@ class Static:
   penalty_pool: int = 1000  # penalty images held in host memory (folder: a seeded random subset; bundled: crops)
   image_resize: str = "pil-bilinear"  # nelson: torchvision Resize on PIL images; anomalib: torch-bilinear-antialias
   cache_features: bool = True  # keep the train images on device (the step gathers its batch there)
+  compute_dtype: str = "float32"  # training convolutions: "bfloat16" runs teacher, student and AE on bfloat16
+  #   copies of the float32 parameters (losses, gradients, Adam in float32); not in the references
 
 
 @flax.struct.dataclass
@@ -74,6 +77,8 @@ def validate(static: Static) -> Static:
     raise ConfigError(f"EfficientAD size must be one of {SIZES}, got {static.size!r}")
   if static.postprocess not in POSTPROCESS:
     raise ConfigError(f"postprocess must be one of {POSTPROCESS}, got {static.postprocess!r}")
+  if static.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {static.compute_dtype!r}")
   if static.teacher_stats not in TEACHER_STATS:
     raise ConfigError(f"teacher_stats must be one of {TEACHER_STATS}, got {static.teacher_stats!r}")
   h, w = static.image_size

@@ -166,9 +166,13 @@ def _normalize_uint8(images_uint8):
   return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
-def _teacher_norm(static: cfg.Static, frozen: dict, images_BxHxWx3):
-  out = _nets(static)[0].apply({"params": frozen["teacher"]}, images_BxHxWx3)
-  return jax.lax.stop_gradient(norm.normalize_teacher(out, frozen["mean"], frozen["std"]))
+def _teacher_norm(static: cfg.Static, frozen: dict, images_BxHxWx3, dtype=jnp.float32):
+  out = _nets(static)[0].apply({"params": _cast(frozen["teacher"], dtype)}, images_BxHxWx3.astype(dtype))
+  return jax.lax.stop_gradient(norm.normalize_teacher(out.astype(jnp.float32), frozen["mean"], frozen["std"]))
+
+
+def _cast(tree, dtype):
+  return jax.tree.map(lambda x: x.astype(dtype), tree)
 
 
 def step_losses(static: cfg.Static, params, frozen: dict, images_BxHxWx3, images_aug_BxHxWx3, penalty_uint8,
@@ -176,16 +180,20 @@ def step_losses(static: cfg.Static, params, frozen: dict, images_BxHxWx3, images
   """(total, parts) of one step for given images, augmented images and penalty images (uint8 or None).
 
   The teacher runs on [x, x_aug] and the student on [x, x_aug, P] as one batch each (same numbers
-  as separate calls, fewer kernel launches); the AE runs in training mode (dropout).
+  as separate calls, fewer kernel launches); the AE runs in training mode (dropout). The networks
+  run in `static.compute_dtype` (their outputs and the losses are float32).
   """
   _, student, ae = _nets(static)
+  dtype = jnp.dtype(static.compute_dtype)
   b = images_BxHxWx3.shape[0]
-  teacher_all = _teacher_norm(static, frozen, jnp.concatenate([images_BxHxWx3, images_aug_BxHxWx3]))
+  teacher_all = _teacher_norm(static, frozen, jnp.concatenate([images_BxHxWx3, images_aug_BxHxWx3]), dtype)
   student_in = [images_BxHxWx3, images_aug_BxHxWx3]
   if penalty_uint8 is not None:
     student_in.append(_normalize_uint8(penalty_uint8))
-  student_all = student.apply({"params": params["student"]}, jnp.concatenate(student_in))
-  ae_aug = ae.apply({"params": params["ae"]}, images_aug_BxHxWx3, deterministic=False, rngs={"dropout": dropout_key})
+  student_all = student.apply({"params": _cast(params["student"], dtype)},
+                              jnp.concatenate(student_in).astype(dtype)).astype(jnp.float32)
+  ae_aug = ae.apply({"params": _cast(params["ae"], dtype)}, images_aug_BxHxWx3.astype(dtype), deterministic=False,
+                    rngs={"dropout": dropout_key}).astype(jnp.float32)
   penalty = student_all[2 * b:] if penalty_uint8 is not None else None
   return efficient_ad_losses(teacher_all[:b], student_all[:b], penalty, teacher_all[b:], ae_aug,
                              student_all[b:2 * b], p_hard)
