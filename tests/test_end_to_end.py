@@ -70,3 +70,20 @@ def test_sweep_cli_trains_members_and_tables_them(tmp_path, embedded_root, capsy
   assert len(rows) == 4 and {(r["noise_std"], r["seed"]) for r in rows} == {(0.01, 0), (0.01, 1), (0.1, 0), (0.1, 1)}
   assert "4 members" in capsys.readouterr().out
   assert main(["sweep", "--data", str(embedded_root), "--grid", "image_size=64,128", "--workdir", str(workdir)]) == 2
+
+
+def test_compiling_commands_keep_a_persistent_compilation_cache(tmp_path, monkeypatch):
+  import jax
+
+  from jaxad import cli
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    assert cli.enable_compilation_cache() is None  # JAXAD_COMPILATION_CACHE=0 (conftest)
+    monkeypatch.setenv("JAXAD_COMPILATION_CACHE", "1")
+    monkeypatch.setenv("JAXAD_CACHE", str(tmp_path))
+    jax.config.update("jax_compilation_cache_dir", None)
+    assert cli.enable_compilation_cache() == str(tmp_path / "xla")
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))  # the user's own setting wins
+    assert cli.enable_compilation_cache() == str(tmp_path / "mine")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
