@@ -27,8 +27,8 @@ after `--warmup`; throughput: `--throughput-iters` back-to-back calls, one synch
 Training: steps/s of one optimiser step (SSN: batch 8 with the backbone in the step, as
 anomalib; EfficientAD: batch 1 plus one penalty image, the reference recipe; jaxad's penalty comes
 from the Method's offline "bundled" stream, drawn once, as SSN's batch, so no host work is timed;
-jaxad's bfloat16 EfficientAD row trains with `compute_dtype="bfloat16"` (bf16 convolutions, float32
-parameters, losses and Adam), against torch's autocast; jaxad's SSN trains in float32 only). FLOPs per image: XLA's cost analysis of jaxad's
+jaxad's bfloat16 rows train with `compute_dtype="bfloat16"` (bf16 networks on float32 parameters;
+losses, gradients and Adam in float32; SSN's backbone on bf16 weights), against torch's autocast). FLOPs per image: XLA's cost analysis of jaxad's
 batch-1 program (torch's FlopCounterMode count of conv + linear is stored beside it).
 Ratios: jaxad speed / best torch speed of the same precision (>1: jaxad faster), speed being
 1/latency or images/s. anomalib models are built offline (pre_trained=False, HF_HUB_OFFLINE=1).
@@ -177,6 +177,7 @@ def xla_flops(lowered) -> float | None:
 def jaxad_supersimplenet(s: Settings, dtype: str, constant_params: bool = False):
   """(engine, train_step(), flops_per_image, train batch, steps per train_step call) of jaxad's SSN, random weights."""
   from jaxad.infer import InferenceEngine
+  from jaxad.infer.engine import cast_floats
   from jaxad.models import get_method
   from jaxad.models.supersimplenet import config as cfg
   from jaxad.train import loop
@@ -184,7 +185,8 @@ def jaxad_supersimplenet(s: Settings, dtype: str, constant_params: bool = False)
 
   method = get_method("supersimplenet")
   static = cfg.resolve(cfg.Static(variant="jims", backbone_weights="random", image_size=(s.size, s.size),
-                                  image_antialias=True, feature_align_corners=False, batch_size=s.ssn_train_batch))
+                                  image_antialias=True, feature_align_corners=False, batch_size=s.ssn_train_batch,
+                                  compute_dtype=dtype))
   features_fn, frozen_vars = method.make_frozen(static)
   hps = stack_members([cfg.Hparams()])
   trainer = loop.Trainer(method, static, 64, features_fn)
@@ -199,13 +201,14 @@ def jaxad_supersimplenet(s: Settings, dtype: str, constant_params: bool = False)
            "mask": jnp.zeros((1, b, s.size, s.size)), "label": jnp.zeros((1, b), jnp.int32),
            "is_segmented": jnp.ones((1, b), bool)}
   holder = {"states": states}
-  train_frozen = frozen_vars if dtype == "float32" else None
+  # bfloat16: the backbone on bfloat16 weights too (as torch's autocast runs it)
+  train_frozen = frozen_vars if dtype == "float32" else cast_floats(frozen_vars, jnp.bfloat16)
 
   def train_step():
     holder["states"], metrics = trainer.run_steps(holder["states"], hps, train_frozen, batch, cached=False)
     return metrics
 
-  return engine, (train_step if train_frozen is not None else None), flops, b, 1
+  return engine, train_step, flops, b, 1
 
 
 def jaxad_efficient_ad(s: Settings, size: str, dtype: str, constant_params: bool = False):

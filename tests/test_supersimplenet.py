@@ -199,3 +199,31 @@ def test_config_resolution():
   icpr = cfg.resolve(cfg.Static())
   assert (icpr.adapt_cls_features, icpr.stop_grad, icpr.clip_grad_norm, icpr.overlap) == (True, True, None, True)
   assert dataclasses.replace(cfg.default_hparams(jims_sup)).perlin_threshold == 0.6
+
+
+@pytest.mark.parametrize("variant", ["icpr", "jims"])
+def test_bfloat16_training_tracks_float32(frozen, train_data, variant):
+  """compute_dtype=bfloat16: float32 parameters, BatchNorm statistics and AdamW; the losses of a few
+  steps from the same state stay close to float32's."""
+  features_fn, proj = frozen
+  feats = features_fn(proj, jnp.asarray(train_data.image[:4]))
+  batch = {"mask": jnp.zeros((4, 32, 32)), "label": jnp.zeros(4), "is_segmented": jnp.ones(4)}
+  losses = {}
+  for dtype in ("float32", "bfloat16"):
+    static = dataclasses.replace(STATIC, variant=variant, compute_dtype=dtype, adapt_cls_features=None,
+                                 mask_align_corners=None)
+    static = cfg.resolve(static)
+    hp = METHOD.default_hparams(static)
+    state = METHOD.init(static, jax.random.key(0), hp, feats, 2)
+    step = jax.jit(lambda s, k: METHOD.train_step(static, s, feats, batch, k, hp, 2))
+    trace = []
+    for i in range(5):
+      state, metrics = step(state, jax.random.key(i))
+      trace.append(float(metrics["loss"]))
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
+               if jnp.issubdtype(x.dtype, jnp.floating))
+    losses[dtype] = np.array(trace)
+  assert not np.array_equal(losses["float32"], losses["bfloat16"])
+  np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)
+  with pytest.raises(Exception, match="compute_dtype"):
+    cfg.resolve(dataclasses.replace(STATIC, compute_dtype="float16"))

@@ -15,6 +15,7 @@ import flax.struct
 from jaxad.errors import ConfigError
 
 VARIANTS = ("icpr", "jims")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Static:
   blur_kernel: int = 25  # torchvision GaussianBlur(25, σ=4), torch "reflect" padding
   blur_sigma: float = 4.0
   cache_features: bool = True  # keep frozen train features on device (exact: no augmentation)
+  compute_dtype: str = "float32"  # training: "bfloat16" runs adaptor and heads on bfloat16 copies of the float32
+  #   parameters (anomaly generation, losses, BatchNorm statistics, gradients and AdamW stay float32); not official
 
 
 @flax.struct.dataclass
@@ -89,6 +92,8 @@ def resolve(static: Static) -> Static:
     raise ConfigError("batch_size and epochs must be positive")
   if out.blur_kernel % 2 != 1:
     raise ConfigError(f"blur_kernel must be odd, got {out.blur_kernel}")
+  if out.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {out.compute_dtype!r}")
   return out
 
 

@@ -101,16 +101,20 @@ def train_step(static: cfg.Static, state: TrainState, feats_BxHxWxC, batch, key,
   if weights is not None:
     weights = duplicate(resize(weights, grid, "bilinear", align_corners=True, channels_last=False))
 
+  dtype = jnp.dtype(static.compute_dtype)  # the networks' dtype; anomalies, losses and statistics are float32
+
   def loss_fn(params):
-    variables = {"params": params, "batch_stats": state.batch_stats}
-    adapted = model.apply(variables, feats_BxHxWxC, method=SuperSimpleNetHeads.adapt)
+    variables = {"params": jax.tree.map(lambda p: p.astype(dtype), params), "batch_stats": state.batch_stats}
+    adapted = model.apply(variables, feats_BxHxWxC.astype(dtype), method=SuperSimpleNetHeads.adapt)
     noised_feats, noised_adapted, masks2, labels2 = generate_anomalies(
-        key, None if static.adapt_cls_features else feats_BxHxWxC, adapted, masks, labels,
+        key, None if static.adapt_cls_features else feats_BxHxWxC, adapted.astype(jnp.float32), masks, labels,
         noise_std=hp.noise_std, perlin_threshold=hp.perlin_threshold, overlap=static.overlap,
         p_empty=static.perlin_p_empty, rescale_if_empty=static.perlin_rescale_if_empty)
     cls_feats = noised_adapted if static.adapt_cls_features else noised_feats
     (map_logits, score_logits), updates = model.apply(
-        variables, noised_adapted, cls_feats, True, method=SuperSimpleNetHeads.segdec, mutable=["batch_stats"])
+        variables, noised_adapted.astype(dtype), cls_feats.astype(dtype), True, method=SuperSimpleNetHeads.segdec,
+        mutable=["batch_stats"])
+    map_logits, score_logits = map_logits.astype(jnp.float32), score_logits.astype(jnp.float32)
     loss, parts = ssn_loss(map_logits, score_logits, masks2, labels2, margin=hp.trunc_margin, gamma=hp.focal_gamma,
                            is_segmented_N=seg, pixel_weights_NxHxW=weights)
     return loss, (parts, updates["batch_stats"])
