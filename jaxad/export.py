@@ -9,6 +9,10 @@ An artefact (`jaxad export`, `export_run`) is one zip file holding
   meta.json     input size, dtype, parameter dtypes, method, Static record, validation threshold,
                 platforms, versions
 
+With `embed_params=True` (`jaxad export --embed-params`) the parameters are constants inside
+predict.bin, which is then f(images) alone (params.npz is empty, meta "params": "embedded"): one
+self-contained program whose calls pass one array, for the lowest per-call host time.
+
 `load(path)` needs jax and numpy only (no flax, no jaxad model code); the same takes a few lines
 anywhere:
 
@@ -16,7 +20,7 @@ anywhere:
   exp = jax.export.deserialize(bytearray(z.read("predict.bin")))
   npz = np.load(io.BytesIO(z.read("params.npz")))
   params = [npz[f"p{i}"].view(d) for i, d in enumerate(meta["param_dtypes"])]
-  out = exp.call(params, images_uint8)
+  out = exp.call(params, images_uint8)          # exp.call(images_uint8) when the params are embedded
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class ExportedModel:
   def __init__(self, exported, params: list, meta: dict):
     self.exported, self.meta = exported, meta
     self.params = [jax.device_put(p) for p in params]
+    self.embedded = meta.get("params") == "embedded"
     self._call = jax.jit(exported.call)
 
   @property
@@ -45,7 +50,7 @@ class ExportedModel:
     return tuple(self.meta["input_hw"])
 
   def __call__(self, images_BxHxWx3) -> dict:
-    return self._call(self.params, images_BxHxWx3)
+    return self._call(images_BxHxWx3) if self.embedded else self._call(self.params, images_BxHxWx3)
 
 
 def load(path: str | Path) -> ExportedModel:
@@ -65,8 +70,10 @@ def load(path: str | Path) -> ExportedModel:
   return ExportedModel(jax.export.deserialize(bytearray(blob)), params, meta)
 
 
-def export_engine(engine, input_hw: tuple[int, int], platforms: tuple[str, ...] | None = None):
-  """(jax.export.Exported, parameter leaves) of one member's predict for uint8 inputs of `input_hw`."""
+def export_engine(engine, input_hw: tuple[int, int], platforms: tuple[str, ...] | None = None,
+                  embed_params: bool = False):
+  """(jax.export.Exported, parameter leaves) of one member's predict for uint8 inputs of `input_hw`
+  (no leaves with `embed_params`: they are constants of the exported program)."""
   import jax.numpy as jnp
 
   from jaxad.errors import ConfigError
@@ -82,6 +89,9 @@ def export_engine(engine, input_hw: tuple[int, int], platforms: tuple[str, ...] 
 
   (batch,) = jax.export.symbolic_shape("b")
   spec = jax.ShapeDtypeStruct((batch, *input_hw, 3), jnp.uint8)
+  if embed_params:
+    exported = jax.export.export(jax.jit(lambda images: predict(leaves, images)), platforms=platforms)(spec)
+    return exported, []
   param_specs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
   exported = jax.export.export(jax.jit(predict), platforms=platforms)(param_specs, spec)
   return exported, leaves
@@ -105,7 +115,8 @@ def write(path: str | Path, exported, leaves: list, meta: dict) -> Path:
 
 
 def export_run(category_dir: str | Path, out: str | Path, *, member: int = 0, dtype: str = "float32",
-               input_hw: tuple[int, int] | None = None, platforms: tuple[str, ...] | None = None) -> Path:
+               input_hw: tuple[int, int] | None = None, platforms: tuple[str, ...] | None = None,
+               embed_params: bool = False) -> Path:
   """Exports member `member` of the trained run in `category_dir` to the artefact `out`."""
   from jaxad import config as config_lib
   from jaxad.errors import ConfigError
@@ -120,12 +131,13 @@ def export_run(category_dir: str | Path, out: str | Path, *, member: int = 0, dt
   states = jax.tree.map(lambda x: x[member:member + 1], states)
   engine = InferenceEngine(method, static, states, frozen, dtype=dtype)
   input_hw = tuple(input_hw or static.image_size)
-  exported, leaves = export_engine(engine, input_hw, platforms)
+  exported, leaves = export_engine(engine, input_hw, platforms, embed_params)
   val_path = category_dir / "validation.json"
   threshold = json.loads(val_path.read_text())["score"]["q99"][member] if val_path.exists() else None
   meta = {"method": method.name, "category": record.get("category"), "member": member, "dtype": dtype,
           "input_hw": list(input_hw), "model_hw": list(static.image_size), "input_dtype": "uint8",
           "outputs": {"score": "(B,)", "map_score": "(B,)", "anomaly_map": f"(B, {static.image_size[0]}, "
                       f"{static.image_size[1]})"},
-          "score_threshold_q99_validation": threshold, "static": config_lib.to_record(static)}
+          "score_threshold_q99_validation": threshold, "static": config_lib.to_record(static),
+          "params": "embedded" if embed_params else "arguments"}
   return write(out, exported, leaves, meta)

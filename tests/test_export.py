@@ -109,3 +109,17 @@ def test_bfloat16_export_and_bad_inputs(trained, tmp_path):
   with pytest.raises(ValueError, match="not a jaxad export"):
     load(tmp_path / "missing.jaxad")
   assert main(["export", "--workdir", str(workdir), "--member", "3", "--out", str(tmp_path / "x.jaxad")]) == 2
+
+
+def test_export_with_embedded_params_serves_the_images_alone(trained, tmp_path):
+  from jaxad.export import load
+  workdir, images = trained
+  path = tmp_path / "embedded.jaxad"
+  assert main(["export", "--workdir", str(workdir), "--embed-params", "--out", str(path)]) == 0
+  model = load(path)
+  assert model.embedded and model.params == [] and model.meta["params"] == "embedded"
+  assert len(model.exported.in_avals) == 1  # the images
+  ref = _engine_scores(workdir, images)
+  out = model(images)
+  np.testing.assert_allclose(np.asarray(out["score"]), ref["score"][0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(out["anomaly_map"]), ref["anomaly_map"][0], rtol=1e-5, atol=1e-6)

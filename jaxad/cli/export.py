@@ -19,6 +19,9 @@ def register(subparsers) -> None:
                  help="size of the uint8 images the artefact takes (default: the model's image size)")
   p.add_argument("--platforms", default=None,
                  help="comma-separated platforms to lower for, e.g. cpu,cuda (default: the current one)")
+  p.add_argument("--embed-params", action="store_true",
+                 help="bake the parameters into the program as constants (one self-contained file; calls pass "
+                      "the images only)")
   p.add_argument("--out", default=None, help="output file (default <run>/model_<dtype>.jaxad)")
   p.set_defaults(func=main)
 
@@ -32,6 +35,6 @@ def main(args) -> int:
   out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}.jaxad"
   platforms = tuple(p.strip() for p in args.platforms.split(",")) if args.platforms else None
   path = export_run(run_dir, out, member=args.member, dtype=args.dtype, input_hw=args.input_size,
-                    platforms=platforms)
+                    platforms=platforms, embed_params=args.embed_params)
   print(f"exported {run_dir.name} (member {args.member}, {args.dtype}) to {path} ({path.stat().st_size / 1e6:.1f} MB)")
   return 0
