@@ -47,7 +47,7 @@ def _fold(params: Mapping, stats: Mapping, eps: float, where: str) -> dict:
 
 
 def _fold_pair(conv: Mapping, bn: Mapping, stats: Mapping, eps: float) -> dict:
-  """{"kernel", "bias"} of conv (kernel (kh, kw, in, out), no bias) followed by BatchNorm."""
+  """{"kernel", "bias"} of a conv (kernel (kh, kw, in/groups, out), bias optional) followed by BatchNorm."""
   s_C = np.asarray(bn["scale"], np.float64) / np.sqrt(np.asarray(stats["var"], np.float64) + eps)
   kernel = np.asarray(conv["kernel"], np.float64) * s_C
   bias_C = np.asarray(bn["bias"], np.float64) - np.asarray(stats["mean"], np.float64) * s_C
