@@ -6,7 +6,7 @@ import argparse
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--model", default=None, help="method: supersimplenet (default) or simplenet")
+  p.add_argument("--model", default=None, help="method: supersimplenet (default), simplenet or efficient_ad")
   p.add_argument("--data", default=None,
                  help="dataset root (MVTec AD, MVTec LOCO, VisA, KSDD2 or folder layout), tfds:<name>, "
                       "or 'embedded' (default)")
