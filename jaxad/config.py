@@ -13,7 +13,11 @@ def _parse(text: str, like, field_type) -> object:
   t = str(field_type)
   text = text.strip()
   if text.lower() in ("none", "null"):
-    return None
+    if not t or "None" in t or "Optional" in t:  # the field may be None (or its type is unknown)
+      return None
+    if field_type is str:
+      return text  # a plain string setting whose value is the word (EfficientAD's penalty=none)
+    raise ValueError(f"this setting ({getattr(field_type, '__name__', t)}) cannot be None")
   if isinstance(like, bool) or t in ("bool", "bool | None"):
     if text.lower() in ("1", "true", "yes", "on"):
       return True
