@@ -9,8 +9,8 @@ throughput was 1.4× torch's: the gap is per-launch cost, not arithmetic (76 GFL
 the card). Each setting below runs in its own process (XLA reads its flags once) and reports the
 median latency of the compiled inference engine (`inference_vs_torch.jaxad_efficient_ad`: float
 input, so no pre-processing; maps at the model size) and the number of kernels-to-be in the compiled program
-(fusions + custom calls: convolutions, GEMMs), for the parameters passed as arguments and baked in
-as constants (`constant_params=True`: one argument per call instead of one per parameter array).
+(fusions + custom calls: convolutions, GEMMs) and the host time of a call (until dispatch returns), for
+the parameters passed as arguments and baked in as constants (`constant_params=True`: one argument per call instead of one per parameter array).
 Settings: XLA's defaults; command buffers (CUDA graphs) off; command buffers for every command type
 with no minimum graph size. Baseline: the default setting with parameters as arguments, in the same run.
 """
@@ -59,12 +59,15 @@ def measure(model: str, dtype: str, iters: int) -> dict:
     for _ in range(min(50, iters)):  # warm-up after compiling
       r = engine(x)
     jax.block_until_ready(r)
-    times = []
+    times, host = [], []
     for _ in range(iters):
       t0 = time.perf_counter()
-      jax.block_until_ready(engine(x))
+      r = engine(x)
+      host.append(time.perf_counter() - t0)  # the call's host time: dispatch returns before the device is done
+      jax.block_until_ready(r)
       times.append(time.perf_counter() - t0)
     out[key] = {"latency_ms": statistics.median(times) * 1e3, "p10_ms": float(np.percentile(times, 10)) * 1e3,
+                "dispatch_us": statistics.median(host) * 1e6,
                 "arguments": len(jax.tree.leaves(engine.lower(x).args_info))}
   out["kernels"] = kernel_count(engine.lower(x).compile())
   return out
@@ -92,20 +95,23 @@ def main(argv=None) -> int:
       rows.append({"setting": name, "xla_flags": flags, **json.loads(res.stdout.strip().splitlines()[-1])})
     print(rows[-1], flush=True)
   base = next((r["engine"]["latency_ms"] for r in rows if r["setting"] == "default" and "engine" in r), None)
-  lines = [f"{args.model} {args.dtype}, batch 1, median of {args.iters}; ratio = latency / default setting with "
-           "parameters as arguments", "",
-           "| setting | ms, params as arguments | ratio | ms, params as constants | ratio | fusions | custom calls |",
-           "|---|---|---|---|---|---|---|"]
+  device = next((r["device"] for r in rows if "device" in r), "?")
+  lines = [f"{args.model} {args.dtype} on {device}, batch 1, median of {args.iters}; ratio = latency / default "
+           "setting with parameters as arguments (the settings are XLA GPU flags: on other devices the rows "
+           "repeat one setting)", "",
+           "| setting | ms, params as arguments | ratio | ms, params as constants | ratio "
+           "| dispatch µs (arguments / constants) | fusions | custom calls |",
+           "|---|---|---|---|---|---|---|---|"]
   for r in rows:
     if "error" in r:
-      lines.append(f"| {r['setting']} | fails: {r['error']} | | | | | |")
+      lines.append(f"| {r['setting']} | fails: {r['error']} | | | | | | |")
       continue
     cells = []
     for key in ("engine", "engine_const"):
       e = r[key]["latency_ms"]
       cells += [f"{e:.3f}", "" if base is None else f"{e / base:.2f}"]
-    lines.append(f"| {r['setting']} | {' | '.join(cells)} | {r['kernels']['fusions']} | "
-                 f"{r['kernels']['custom_calls']} |")
+    lines.append(f"| {r['setting']} | {' | '.join(cells)} | {r['engine']['dispatch_us']:.0f} / "
+                 f"{r['engine_const']['dispatch_us']:.0f} | {r['kernels']['fusions']} | {r['kernels']['custom_calls']} |")
   table = "\n".join(lines)
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps({"benchmark": "latency_probe", "model": args.model, "dtype": args.dtype, "rows": rows},
