@@ -145,7 +145,6 @@ class PenaltyStream:
     self.batch = batch
     self.seed = seed
     hw = tuple(int(s) for s in image_size)
-    rng = np.random.default_rng([seed, 0xE5AD])
     if source == "bundled":
       photos = bundled_photos()
       self.images = bundled_pool(hw, pool, seed)
@@ -154,6 +153,7 @@ class PenaltyStream:
     else:
       from jaxad.data.images import load_image
       files = folder_files(source)
+      rng = np.random.default_rng([seed, 0xE5AD])
       chosen = sorted(rng.choice(len(files), size=min(pool, len(files)), replace=False))
       self.images = np.empty((len(chosen), *hw, 3), np.uint8)
 
