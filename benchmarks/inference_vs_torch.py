@@ -20,16 +20,18 @@ the input, which XLA would fuse into the first convolution), so jaxad's rows exc
 
 Variants: jaxad (float32 = XLA defaults; bfloat16 = bf16 parameters and activations, float32
 outputs), "jit" with the parameters passed as arguments and "jit-const" with them baked into the
-program (`InferenceEngine(constant_params=True)`: one argument per call; trains no rows); torch eager (as shipped; bf16 = autocast) and torch.compile (mode "reduce-overhead",
-CUDA graphs, on GPUs; default mode on CPU). torch "fp32" keeps PyTorch defaults (TF32 convs on
-GPUs, cudnn.benchmark on). Latency: batch 1, median of `--latency-iters` synchronised calls
-after `--warmup`; throughput: `--throughput-iters` back-to-back calls, one synchronisation.
-Training: steps/s of one optimiser step (SSN: batch 8 with the backbone in the step, as
-anomalib; EfficientAD: batch 1 plus one penalty image, the reference recipe; jaxad's penalty comes
-from the Method's offline "bundled" stream, drawn once, as SSN's batch, so no host work is timed;
-jaxad's bfloat16 rows train with `compute_dtype="bfloat16"` (bf16 networks on float32 parameters;
-losses, gradients and Adam in float32; SSN's backbone on bf16 weights), against torch's autocast). FLOPs per image: XLA's cost analysis of jaxad's
-batch-1 program (torch's FlopCounterMode count of conv + linear is stored beside it).
+program (`InferenceEngine(constant_params=True)`: one argument per call; trains no rows); torch
+eager (as shipped; bf16 = autocast) and torch.compile (mode "reduce-overhead", CUDA graphs, on GPUs;
+default mode on CPU). torch "fp32" keeps PyTorch defaults (TF32 convs on GPUs, cudnn.benchmark on).
+Latency: batch 1, median of `--latency-iters` synchronised calls after `--warmup`; throughput:
+`--throughput-iters` back-to-back calls, one synchronisation. Training: steps/s of one optimiser
+step (SSN: batch 8 with the backbone in the step, as anomalib; EfficientAD: batch 1 plus one penalty
+image, the reference recipe; jaxad's penalty comes from the Method's offline "bundled" stream, drawn
+once, as SSN's batch, so no host work is timed; jaxad's bfloat16 rows train with
+`compute_dtype="bfloat16"` (bf16 networks on float32 parameters; losses, gradients and Adam in
+float32; SSN's backbone on bf16 weights), against torch's autocast). FLOPs per image: XLA's cost
+analysis of jaxad's batch-1 program (torch's FlopCounterMode count of conv + linear is stored beside
+it).
 Ratios: jaxad speed / best torch speed of the same precision (>1: jaxad faster), speed being
 1/latency or images/s. anomalib models are built offline (pre_trained=False, HF_HUB_OFFLINE=1).
 """

@@ -8,11 +8,12 @@ On an H100 (session 6) jaxad's EfficientAD-S took 1.07 ms at batch 1 in bfloat16
 throughput was 1.4× torch's: the gap is per-launch cost, not arithmetic (76 GFLOP are ~0.2 ms on
 the card). Each setting below runs in its own process (XLA reads its flags once) and reports the
 median latency of the compiled inference engine (`inference_vs_torch.jaxad_efficient_ad`: float
-input, so no pre-processing; maps at the model size) and the number of kernels-to-be in the compiled program
-(fusions + custom calls: convolutions, GEMMs) and the host time of a call (until dispatch returns), for
-the parameters passed as arguments and baked in as constants (`constant_params=True`: one argument per call instead of one per parameter array).
-Settings: XLA's defaults; command buffers (CUDA graphs) off; command buffers for every command type
-with no minimum graph size. Baseline: the default setting with parameters as arguments, in the same run.
+input, so no pre-processing; maps at the model size) and the number of kernels-to-be in the compiled
+program (fusions + custom calls: convolutions, GEMMs) and the host time of a call (until dispatch
+returns), for the parameters passed as arguments and baked in as constants (`constant_params=True`:
+one argument per call instead of one per parameter array). Settings: XLA's defaults; command buffers
+(CUDA graphs) off; command buffers for every command type with no minimum graph size. Baseline: the
+default setting with parameters as arguments, in the same run.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
   rows = []
   for name, flags in SETTINGS.items():
     env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()}
-    cmd = [sys.executable, __file__, "--child", "--model", args.model, "--dtype", args.dtype, "--iters", str(args.iters)]
+    cmd = [sys.executable, __file__, "--child", "--model", args.model, "--dtype", args.dtype,
+           "--iters", str(args.iters)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
       rows.append({"setting": name, "xla_flags": flags, "error": res.stderr.strip().splitlines()[-1:]})
@@ -110,8 +112,9 @@ def main(argv=None) -> int:
     for key in ("engine", "engine_const"):
       e = r[key]["latency_ms"]
       cells += [f"{e:.3f}", "" if base is None else f"{e / base:.2f}"]
-    lines.append(f"| {r['setting']} | {' | '.join(cells)} | {r['engine']['dispatch_us']:.0f} / "
-                 f"{r['engine_const']['dispatch_us']:.0f} | {r['kernels']['fusions']} | {r['kernels']['custom_calls']} |")
+    dispatch = f"{r['engine']['dispatch_us']:.0f} / {r['engine_const']['dispatch_us']:.0f}"
+    lines.append(f"| {r['setting']} | {' | '.join(cells)} | {dispatch} | {r['kernels']['fusions']} | "
+                 f"{r['kernels']['custom_calls']} |")
   table = "\n".join(lines)
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps({"benchmark": "latency_probe", "model": args.model, "dtype": args.dtype, "rows": rows},
