@@ -4,16 +4,16 @@
 #
 #   bash benchmarks/gpu_run.sh OUTDIR [STEP ...]
 #
-# STEPs (default: all, ~25 min): latency_probe (2.5 min), backbones (2), sweep_ssn (2.2), sweep_ead (4.7),
-# ivt_ssn (4.2: inference_vs_torch for SuperSimpleNet) and ivt_ead (9.3: for EfficientAD-S/M). Under a
-# 10-minute limit per command, three calls:
-#   latency_probe backbones sweep_ssn  |  sweep_ead ivt_ssn  |  ivt_ead
+# STEPs (default: all but backbones, ~25 min): latency_probe (2.5 min), sweep_ssn (5: M = 1, 8, 32),
+# sweep_ead (4.7), ivt_ssn (4.2: inference_vs_torch for SuperSimpleNet), ivt_ead (9.3: for EfficientAD-S/M)
+# and, when asked for, backbones (2: folded against as-loaded). Under a 10-minute limit per command, three calls:
+#   latency_probe sweep_ssn  |  sweep_ead ivt_ssn  |  ivt_ead
 #
 # Before: download the anomalib wheels here into .whl/ (benchmarks/README.md, "On a lent GPU machine") and
 # carry .whl with the call; without them the torch rows are skipped (jaxad rows only).
 set -u
 OUTDIR=${1:?usage: bash benchmarks/gpu_run.sh OUTDIR [STEP ...]}; shift
-WANT=" ${*:-latency_probe backbones sweep_ssn sweep_ead ivt_ssn ivt_ead} "
+WANT=" ${*:-latency_probe sweep_ssn sweep_ead ivt_ssn ivt_ead} "
 R=$(mktemp -d); mkdir -p "$OUTDIR"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -32,7 +32,7 @@ step() {  # step SECONDS NAME COMMAND...: run (if NAME was asked for), keep the 
 }
 step 150 latency_probe python3 benchmarks/latency_probe.py --out "$R/latency_probe.json"
 step 120 backbones python3 benchmarks/backbone_throughput.py --batch-sizes 1 64 --out "$R/backbones.json"
-step 130 sweep_ssn python3 benchmarks/sweep_speed.py --methods supersimplenet --members 1,8 --separate-runs 2 \
+step 300 sweep_ssn python3 benchmarks/sweep_speed.py --methods supersimplenet --members 1,8,32 --separate-runs 2 \
   --steps 50 --out "$R/sweep_speed_ssn"
 step 280 sweep_ead python3 benchmarks/sweep_speed.py --methods efficient_ad --members 1,8,32 --separate-runs 2 \
   --steps 100 --out "$R/sweep_speed_ead"
