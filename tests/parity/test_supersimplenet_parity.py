@@ -1,4 +1,5 @@
-"""SuperSimpleNet in jaxad against anomalib 2.7.0 (`SupersimplenetModel`, `SSNLoss`, `AnomalyGenerator`).
+"""SuperSimpleNet in jaxad against anomalib 2.7.0 (`SupersimplenetModel`, `SSNLoss`, `AnomalyGenerator`,
+and three training steps with the lightning model's optimiser).
 
 The anomalib model is built with random backbone weights (nothing is downloaded), its BatchNorm
 statistics are made non-trivial, and all its weights are copied into jaxad: the backbone through
@@ -347,3 +348,91 @@ def test_anomaly_generator_matches_anomalib(adapt_cls, overlap, monkeypatch):
   np.testing.assert_array_equal(np.asarray(new_masks), ref[2][:, 0].numpy())
   np.testing.assert_array_equal(np.asarray(new_labels), ref[3].numpy())
   assert np.asarray(new_labels).tolist() == [1.0, 0.0, 1.0, 1.0]
+
+
+# ---- train step ----
+
+
+def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
+  """Three unsupervised JIMS steps from the same weights, features, Perlin masks and noise: anomalib's
+  training forward, `SSNLoss` and `configure_optimizers` (AdamW groups, MultiStepLR) against jaxad's
+  `train_step`. The biases whose shift the next training-mode BatchNorm removes get no gradient, so
+  Adam moves them by rounding noise on both sides: the test asserts that gradient is zero and compares
+  them within that noise (the BatchNorm running means follow them: compared relative to their size).
+  Adam also magnifies rounding differences wherever a gradient element is near zero, so weights are
+  compared at their 99.9th percentile (a wrong learning rate, decay or gradient moves most elements)."""
+  import copy
+  import types
+
+  from anomalib.models.image.supersimplenet.lightning_model import Supersimplenet
+  from anomalib.models.image.supersimplenet.loss import SSNLoss
+
+  model = copy.deepcopy(anomalib_model).train()
+  model.adapt_cls_features = False
+  (optimizer,), _ = Supersimplenet.configure_optimizers(
+      types.SimpleNamespace(model=model, trainer=types.SimpleNamespace(max_epochs=300)))
+  loss_ref = SSNLoss()
+  b, steps_n = 2, 3
+  rng = np.random.default_rng(5)
+  images = torch.from_numpy(rng.normal(size=(b, 3, *SMALL_HW)).astype(np.float32))
+  masks, labels = torch.zeros(b, *SMALL_HW), torch.zeros(b)
+  with torch.no_grad():
+    feats = jnp.asarray(nchw_to_nhwc(model.feature_extractor(images)))
+  h, w, c = feats.shape[1:]
+
+  static = cfg.resolve(cfg.Static(variant="jims", mask_align_corners=False, feature_align_corners=False, overlap=False,
+                                  perlin_rescale_if_empty=True, image_size=SMALL_HW))
+  hp = cfg.Hparams()
+  head_vars = jax_side[1]
+  state = steps.init(static, jax.random.key(0), hp, feats, 1)
+  state = state.replace(params=jax.tree.map(jnp.asarray, head_vars["params"]),
+                        batch_stats=jax.tree.map(jnp.asarray, head_vars["batch_stats"]))
+  state = state.replace(opt_state=steps._optimizer(static, hp, 1).init(state.params))
+  batch = {"mask": jnp.zeros((b, *SMALL_HW)), "label": jnp.zeros(b)}
+
+  draws = {}  # this step's Perlin masks and standard normals, handed to both sides
+  monkeypatch.setattr(anomaly, "perlin_masks", lambda key, n, shape, threshold, **_: jnp.asarray(draws["perlin"]))
+  monkeypatch.setattr(jax.random, "normal",
+                      lambda key, shape, dtype=jnp.float32: jnp.asarray(draws["z"].reshape(shape), dtype))
+  monkeypatch.setattr(model.anomaly_generator, "generate_perlin",
+                      lambda n, hh, ww: torch.from_numpy(draws["perlin"][:, None]).long())
+  monkeypatch.setattr(torch, "normal", lambda **kwargs: torch.from_numpy(
+      (np.float32(hp.noise_std) * draws["z"]).transpose(0, 3, 1, 2).copy()))
+
+  for i in range(steps_n):
+    draws["perlin"] = (rng.random((2 * b, h, w)) > 0.6).astype(np.float32)
+    draws["perlin"][1] = 0.0  # one sample without a synthetic anomaly
+    draws["z"] = rng.normal(size=(2 * b, h, w, c)).astype(np.float32)
+    state, metrics = steps.train_step(static, state, feats, batch, jax.random.key(i), hp, 1)
+    optimizer.zero_grad()
+    anomaly_map, score, masks2, labels2 = model(images=images, masks=masks, labels=labels)
+    loss = loss_ref(pred_map=anomaly_map, pred_score=score, target_mask=masks2, target_label=labels2)
+    loss.backward()
+    if i == 0:  # anomalib's gradients, in jaxad's layout (buffers keep their values)
+      grads = convert_heads({**{k: v.numpy() for k, v in model.state_dict().items()},
+                             **{k: v.grad.numpy() for k, v in model.named_parameters() if v.grad is not None}})
+    optimizer.step()
+    np.testing.assert_allclose(float(metrics["loss"]), float(loss.detach()), rtol=1e-4, err_msg=f"step {i}")
+
+  ref = convert_heads({k: v.detach().numpy() for k, v in model.state_dict().items()})
+  ours = {"params": state.params, "batch_stats": state.batch_stats}
+  flat_grads = dict(jax.tree_util.tree_leaves_with_path(grads["params"]))
+  largest = max(float(np.abs(g).max()) for g in flat_grads.values())
+  report = {}
+  for (path, mine), theirs in zip(jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(ref)):
+    diff = np.abs(np.asarray(mine) - theirs)
+    grad = float(np.abs(flat_grads[path[1:]]).max()) if path[0].key == "params" else None
+    report[jax.tree_util.keystr(path)] = (float(diff.max()), float(np.quantile(diff, 0.999)),
+                                          float(np.abs(theirs).max()), grad)
+  print("\nSSN train-step parity (max diff, 99.9 % diff, max |ref|, max |grad|):")
+  for k, v in report.items():
+    print(f"  {k}: {v}")
+  max_move = 2 * steps_n * max(hp.lr_adaptor, hp.lr_heads)  # Adam moves an element by at most ~lr per step
+  for name, (top, bulk, scale, grad) in report.items():
+    if grad is None:  # BatchNorm running statistics
+      assert top <= 1e-4 * scale, name
+    elif grad < 1e-5 * largest:  # no gradient: moved by rounding noise only
+      assert name.endswith("['bias']"), name  # only biases in front of a training-mode BatchNorm
+      assert top <= max_move, name
+    else:  # Adam turns rounding differences in a near-zero gradient into visible steps: few elements
+      assert bulk <= 1e-6 + 1e-5 * scale and top <= max_move, name
