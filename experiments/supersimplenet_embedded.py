@@ -1,9 +1,9 @@
 """SuperSimpleNet on the embedded dataset with EfficientNet-Lite0: the README's main job.
 
 COMMAND:  ./scripts/quickstart.sh            (= jaxad fit --config experiments/supersimplenet_embedded.py)
-RUNTIME:  4.6 minutes on 2 idle CPU cores (`time ./scripts/quickstart.sh`, install already done):
-          ~65 s of training per category (120 steps at ~2.2 steps/s) plus data and compilation.
-MEASURED (this config, CPU, seed 42): image AUROC (cls head) 0.776, image AUROC of the map maximum
+RUNTIME:  4 min 02 s on 2 idle CPU cores (session 7, install already done; README "Results"):
+          120 training steps per category plus data loading and compilation.
+MEASURED (this config, CPU, seed 42): image AUROC (cls head) 0.773, image AUROC of the map maximum
           0.818, AUPRO 0.636 averaged over the 4 categories (per category in the README). At
           128 px it gave 0.723 / 0.937 / 0.818 in 24 minutes; with the paper's head widths, 100
           epochs and σ 1.6 at 128 px (H100): 0.867 / 0.980 / 0.922. With `:128` (128 px, JIMS,

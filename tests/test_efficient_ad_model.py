@@ -88,7 +88,7 @@ def test_teacher_stats_and_quantiles():
   batches = [jnp.asarray(rng.normal(3.0, 2.0, size=(2, 5, 5, 4)), jnp.float32) for _ in range(3)]
   sums = [channel_sums(b) for b in batches]
   one = mean_std_one_pass(sum(s[0] for s in sums), sum(s[1] for s in sums), sum(s[2] for s in sums))
-  two = mean_std_two_pass(batches)
+  two = mean_std_two_pass(lambda: iter(batches))
   stacked = np.concatenate([np.asarray(b) for b in batches]).reshape(-1, 4)
   for mean, std in (one, two):
     np.testing.assert_allclose(mean, stacked.mean(0), rtol=1e-5)

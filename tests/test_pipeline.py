@@ -1,6 +1,5 @@
 """The grain pipeline: determinism, resumable iterators, epochs, eval padding and preprocessing."""
 
-import dataclasses
 from pathlib import Path
 
 import grain
@@ -14,8 +13,10 @@ from jaxad.data.pipeline import make_eval_batches, make_loader
 from jaxad.data.readers import read_dataset
 from jaxad.data.records import Sample
 from jaxad.data.sources import FolderSource, make_source
-from jaxad.data.transforms import SIMPLENET, PreprocessConfig, resize_mask
+from jaxad.data.transforms import PreprocessConfig, resize_mask
 from jaxad.errors import ConfigError, DataError
+from jaxad.models.simplenet import config as simplenet_cfg
+from jaxad.models.simplenet import steps as simplenet_steps
 from jaxad.ops.resize import resize
 
 N_TRAIN = 22  # 20 train + 2 validation after the 10 % hold-out
@@ -228,7 +229,8 @@ def test_simplenet_preprocessing_matches_pil_resize_and_crop():
   mask[5:20, 10:31] = 1
   mask[30:33, 40:42] = 1
   batch = next(iter(make_eval_batches(ArraySource([sample(image, mask, 1)]), batch_size=1, image_size=24,
-                                      preprocessing=dataclasses.replace(SIMPLENET, resize_shorter=29))))
+                                      preprocessing=simplenet_steps.preprocessing(
+                                          simplenet_cfg.Static(resize_shorter=29)))))
   # torchvision Resize(29) on PIL: shorter side 29 → (29, 37); CenterCrop(24) → rows 2:26, cols 6:30.
   pil = np.asarray(Image.fromarray(image).resize((37, 29), Image.Resampling.BILINEAR))[2:26, 6:30]
   np.testing.assert_allclose(batch["image"][0], (pil / np.float32(255) - [0.485, 0.456, 0.406])

@@ -74,12 +74,6 @@ class PreprocessConfig:
       raise ConfigError("resize_shorter needs an image_resize other than 'none'")
 
 
-# Ready-made configurations of the three methods (methods.md §2.1, §3.2, §4.5).
-SIMPLENET = PreprocessConfig(image_resize="pil-bilinear", resize_shorter=329, mask_resize="pil-bilinear-is-one")
-SUPERSIMPLENET = PreprocessConfig(image_resize="cv2-bilinear", mask_resize="nearest")
-EFFICIENT_AD = PreprocessConfig(image_resize="pil-bilinear", mask_resize="nearest")
-
-
 def as_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
   """(H, W) from an int (square) or a pair."""
   if isinstance(image_size, int):

@@ -11,7 +11,6 @@ is converted by `convert_teacher`. Every missing, unexpected or misshaped key is
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -167,10 +166,3 @@ def convert_teacher(state_dict: Mapping[str, np.ndarray], *, source: str | None 
   variables = _fill(state_dict, "", table, shapes, relevant, misshaped)
   _raise(where, f"an EfficientAD PDN-{size.upper()} (C={channels})", missing, unexpected, misshaped)
   return dict(size=size, out_channels=channels, params=variables)
-
-
-def load_efficient_ad_checkpoint(path: str | os.PathLike) -> dict:
-  """Reads an anomalib EfficientAD checkpoint (without torch) and converts it (`convert_efficient_ad`)."""
-  from jaxad.nn.torch_checkpoint import load_state_dict
-
-  return convert_efficient_ad(load_state_dict(path), source=os.fspath(path))

@@ -33,11 +33,12 @@ def mean_std_one_pass(channel_sum_C, channel_sum_sq_C, count: int):
 
 
 def mean_std_two_pass(teacher_outputs):
-  """nelson: `teacher_outputs` a sequence of (B, H, W, C) batches; μ = mean of per-image channel means,
-  σ = sqrt(mean over images of the per-image mean of (y − μ)²)."""
-  means = jnp.concatenate([y.mean(axis=(1, 2)) for y in teacher_outputs])
+  """nelson: μ = mean of per-image channel means, σ = sqrt(mean over images of the per-image mean of
+  (y − μ)²). `teacher_outputs()` yields the (B, H, W, C) batches; it is called once per pass, so the
+  outputs are computed twice rather than held."""
+  means = jnp.concatenate([y.mean(axis=(1, 2)) for y in teacher_outputs()])
   mean = means.mean(axis=0)
-  sq_devs = jnp.concatenate([jnp.square(y - mean).mean(axis=(1, 2)) for y in teacher_outputs])
+  sq_devs = jnp.concatenate([jnp.square(y - mean).mean(axis=(1, 2)) for y in teacher_outputs()])
   return mean, jnp.sqrt(sq_devs.mean(axis=0))
 
 

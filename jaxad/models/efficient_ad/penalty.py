@@ -32,7 +32,6 @@ GRAYSCALE_P = 0.3
 # Excluded on purpose: textures (brick, grass, gravel — brick is an embedded-dataset category).
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
                   "stereo_motorcycle", "camera", "moon", "coins", "clock")
-SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -131,7 +130,7 @@ def nelson_transform(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def bundled_pool(hw: tuple[int, int], pool: int, seed: int) -> np.ndarray:
-  """The bundled source's pool (read-only): made once per process for each (size, pool, seed), so sweep
+  """The bundled source's pool (read-only), cached for the two most recent (size, pool, seed), so sweep
   groups and repeated runs share it."""
   images = random_crops(list(bundled_photos().values()), pool, hw, np.random.default_rng([seed, 0xE5AD]))
   images.setflags(write=False)

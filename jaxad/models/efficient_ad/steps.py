@@ -134,10 +134,7 @@ def teacher_statistics(static: cfg.Static, teacher_variables, images_NxHxWx3: np
     sums = [norm.channel_sums(forward(teacher_variables, x)) for x in batches]
     total, total_sq = sum(s[0] for s in sums), sum(s[1] for s in sums)
     return norm.mean_std_one_pass(total, total_sq, sum(s[2] for s in sums))
-  image_means = jnp.concatenate([forward(teacher_variables, x).mean(axis=(1, 2)) for x in batches])
-  mean = image_means.mean(axis=0)
-  sq = jnp.concatenate([jnp.square(forward(teacher_variables, x) - mean).mean(axis=(1, 2)) for x in batches])
-  return mean, jnp.sqrt(sq.mean(axis=0))
+  return norm.mean_std_two_pass(lambda: (forward(teacher_variables, x) for x in batches))
 
 
 def prepare_state(static: cfg.Static, states_M: TrainState, train) -> TrainState:
