@@ -33,6 +33,9 @@ penalty photos.
 import os
 
 
+ARGS = (None, "128", "guard", "smoke")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   run = {"model": "efficient_ad", "data": "embedded", "workdir": "runs/efficient_ad_embedded", "chunk": 25}
   settings = {"size": "s", "image_size": (64, 64), "train_steps": 500, "penalty": "bundled",

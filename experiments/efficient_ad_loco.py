@@ -18,6 +18,9 @@ Validation: the dataset's own validation/good folder.
 import os
 
 
+ARGS = (None, "m")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   size = "m" if arg == "m" else "s"
   run = {"model": "efficient_ad", "data": os.environ.get("MVTEC_LOCO_ROOT", "data/mvtec_loco_anomaly_detection"),

@@ -18,6 +18,9 @@ Validation: 10 % of each category's train images (nelson: random_split, seed 42;
 import os
 
 
+ARGS = (None, "m")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   size = "m" if arg == "m" else "s"
   run = {"model": "efficient_ad", "data": os.environ.get("MVTEC_AD_ROOT", "data/mvtec_anomaly_detection"),

@@ -17,6 +17,9 @@ Validation: 10 % of each category's train images.
 import os
 
 
+ARGS = (None, "m")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   size = "m" if arg == "m" else "s"
   run = {"model": "efficient_ad", "data": os.environ.get("VISA_ROOT", "data/visa"),

@@ -52,6 +52,9 @@ OFFICIAL = {
 }
 
 
+ARGS = (None, "paper", "smoke")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg: str | None = None) -> dict:
   """arg: None (official settings, last model), "paper" (test-set selection + official PRO), "smoke"."""
   arg = arg or "default"

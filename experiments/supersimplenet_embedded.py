@@ -21,6 +21,9 @@ backbone changes).
 """
 
 
+ARGS = (None, "smoke", "128", "guard")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   run = {"model": "supersimplenet", "data": "embedded", "workdir": "runs/quickstart", "chunk": 10}
   settings = {

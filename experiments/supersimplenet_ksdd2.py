@@ -13,6 +13,9 @@ with the KSDD2 reader's `num_segmented` (weakly labelled positives train only th
 import os
 
 
+ARGS = (None, "jims")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   variant = "jims" if arg == "jims" else "icpr"
   run = {"model": "supersimplenet", "data": os.environ.get("KSDD2_ROOT", "data/KolektorSDD2"),

@@ -16,6 +16,9 @@ MVTEC_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", 
                     "screw", "tile", "toothbrush", "transistor", "wood", "zipper")
 
 
+ARGS = (None, "jims", "smoke")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   variant = "jims" if arg == "jims" else "icpr"
   run = {"model": "supersimplenet", "data": os.environ.get("MVTEC_AD_ROOT", "data/mvtec_anomaly_detection"),

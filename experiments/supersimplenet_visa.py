@@ -9,6 +9,9 @@ Settings as MVTec AD except the Perlin threshold 0.6.
 import os
 
 
+ARGS = (None, "jims")  # the accepted `--config file:ARG` values (None: no ARG)
+
+
 def get_config(arg=None):
   variant = "jims" if arg == "jims" else "icpr"
   run = {"model": "supersimplenet", "data": os.environ.get("VISA_ROOT", "data/visa"),

@@ -9,10 +9,15 @@ fresh start.
 
 from __future__ import annotations
 
+import gc
+import logging
+import sys
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+
+from jaxad.errors import JaxadError
 
 
 class Checkpointer:
@@ -35,12 +40,58 @@ class Checkpointer:
   def restore(self, step: int, like_state):
     """Returns (state, meta); `like_state` gives the tree structure, shapes and dtypes."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
-    out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                             meta=ocp.args.JsonRestore()))
+    self._check_shapes(step, abstract)
+    out = self._restore(step, ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                 meta=ocp.args.JsonRestore()))
     return out["state"], out["meta"]
 
   def restore_meta(self, step: int) -> dict:
-    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    return self._restore(step, ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def _check_shapes(self, step: int, abstract) -> None:
+    """Refuses, before orbax reads anything, a checkpoint whose arrays have other shapes than the run's model
+    (a config.json edited after training, another model): orbax would fail mid-read with a long traceback."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # orbax warns about metadata files older checkpoints lack
+    try:
+      meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state").item_metadata
+      tree = getattr(meta, "tree", meta)
+      stored = {_leaf_name(p): tuple(x.shape) for p, x in
+                jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]}
+    except Exception:  # unreadable metadata: the restore itself reports the damage
+      return
+    finally:
+      absl_logger.setLevel(level)
+    for path, x in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+      name = _leaf_name(path)
+      if name in stored and stored[name] != tuple(x.shape):
+        raise JaxadError(f"checkpoint {self.directory / str(step)} does not match the run's config.json: {name} "
+                         f"has shape {stored[name]} there, the model built from the config {tuple(x.shape)}")
+
+  def _restore(self, step: int, args):
+    """orbax's restore; a checkpoint that is damaged or does not fit the run's config becomes one JaxadError."""
+    try:
+      return self.manager.restore(step, args=args)
+    except Exception as e:  # orbax raises many types, each with a long chained traceback
+      _drop_failed_reads()
+      first = next((line for line in str(e).splitlines() if line.strip()), "").split(" See full")[0][:300]
+      raise JaxadError(f"checkpoint {self.directory / str(step)} is damaged or does not match the run's "
+                       f"config.json ({type(e).__name__}: {first})") from None
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _leaf_name(path) -> str:
+  """A leaf's key path as orbax names it ("opt_state.0.mu.adaptor.kernel")."""
+  return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _drop_failed_reads() -> None:
+  """Collects the read coroutines a failed restore leaves behind, without printing each one's error."""
+  hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+  try:
+    gc.collect()
+  finally:
+    sys.unraisablehook = hook

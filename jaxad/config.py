@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import typing
 
 from jaxad.errors import ConfigError
@@ -34,6 +35,19 @@ def _parse(text: str, like, field_type) -> object:
   if isinstance(like, float) or t in ("float", "float | None"):
     return float(text)
   return text
+
+
+def image_hw(value) -> tuple[int, int]:
+  """(H, W) from an `image_size` setting: one number (square) or two, all positive."""
+  try:
+    size = tuple(operator.index(v) for v in (value if hasattr(value, "__len__") else (value,)))
+  except TypeError:
+    size = ()
+  if len(size) == 1:
+    size = size * 2
+  if len(size) != 2 or min(size) < 1:
+    raise ConfigError(f"image_size must be one or two positive integers (H,W), got {value}")
+  return size
 
 
 def apply_overrides(obj, overrides: dict[str, str]):

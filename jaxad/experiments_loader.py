@@ -1,14 +1,26 @@
 """Loads an experiment file (experiments/*.py): `get_config(arg)` returns {"run": {...}, "set": {...}}.
 
-`path:arg` passes `arg` to get_config (e.g. `experiments/supersimplenet_mvtec.py:smoke`).
+`path:arg` passes `arg` to get_config (e.g. `experiments/supersimplenet_mvtec.py:smoke`); a file may list
+the arguments it knows in `ARGS` (None for none), and any other is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import traceback
 from pathlib import Path
 
 from jaxad.errors import ConfigError
+from jaxad.run import RunConfig
+
+
+def _describe(e: Exception, file: Path) -> str:
+  """The exception and the line of the experiment file it came from."""
+  if isinstance(e, SyntaxError):
+    return f"SyntaxError at line {e.lineno}: {e.msg}"
+  lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == file.absolute()]
+  return f"{type(e).__name__}: {e}" + (f" (line {lines[-1]})" if lines else "")
 
 
 def load_experiment(spec: str) -> dict:
@@ -16,14 +28,32 @@ def load_experiment(spec: str) -> dict:
   file = Path(path)
   if not file.exists():
     raise ConfigError(f"experiment file {file} does not exist")
+  if not file.is_file() or file.suffix != ".py":
+    raise ConfigError(f"experiment file {file} is not a Python file (experiments/*.py)")
   module_spec = importlib.util.spec_from_file_location(f"jaxad_experiment_{file.stem}", file)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:
+    raise ConfigError(f"experiment file {file} failed to load: {_describe(e, file)}") from None
   if not hasattr(module, "get_config"):
     raise ConfigError(f"experiment file {file} has no get_config(arg) function")
-  cfg = module.get_config(arg or None)
+  accepted = getattr(module, "ARGS", None)  # optional: the arguments the file knows
+  if accepted is not None and (arg or None) not in accepted:
+    names = ", ".join("none" if a is None else repr(a) for a in accepted)
+    raise ConfigError(f"experiment file {file}: unknown argument {arg!r}; it takes {names}")
+  try:
+    cfg = module.get_config(arg or None)
+  except ConfigError:
+    raise
+  except Exception as e:
+    raise ConfigError(f"experiment file {file}: get_config({arg or None!r}) failed: {_describe(e, file)}") from None
   if not isinstance(cfg, dict) or not set(cfg) <= {"run", "set", "sweep", "notes"}:
     raise ConfigError(f"{file}: get_config must return a dict with keys run/set (and optionally sweep, notes)")
+  run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+  unknown = sorted(set(cfg.get("run", {})) - run_fields)
+  if unknown:
+    raise ConfigError(f"{file}: unknown run field(s) {', '.join(unknown)}; known: {', '.join(sorted(run_fields))}")
   cfg["set"] = {k: str(v) if not isinstance(v, (tuple, list)) else ",".join(map(str, v))
                 for k, v in cfg.get("set", {}).items()}
   return cfg

@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 FORMAT = "jaxad-export-1"
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
 
 
 class ExportedModel:
@@ -121,19 +122,20 @@ def export_run(category_dir: str | Path, out: str | Path, *, member: int = 0, dt
   from jaxad import config as config_lib
   from jaxad.errors import ConfigError
   from jaxad.infer import InferenceEngine
-  from jaxad.run import load_trained
+  from jaxad.run import load_trained, select_member, validation_threshold
 
   category_dir = Path(category_dir)
+  if input_hw is not None and (len(input_hw) != 2 or min(input_hw) < 1):
+    raise ConfigError(f"--input-size must be two positive integers (H W), got {' '.join(map(str, input_hw))}")
+  unknown = sorted(set(platforms or ()) - set(PLATFORMS))
+  if unknown:
+    raise ConfigError(f"--platforms: unknown platform(s) {', '.join(unknown)}; choose from {', '.join(PLATFORMS)}")
   method, static, hps_M, states, frozen, record = load_trained(category_dir)
-  m = int(jax.tree.leaves(states)[0].shape[0])
-  if not 0 <= member < m:
-    raise ConfigError(f"--member {member} is out of range: the run in {category_dir} has {m} member(s)")
-  states = jax.tree.map(lambda x: x[member:member + 1], states)
+  states = select_member(states, member, category_dir)
   engine = InferenceEngine(method, static, states, frozen, dtype=dtype)
   input_hw = tuple(input_hw or static.image_size)
   exported, leaves = export_engine(engine, input_hw, platforms, embed_params)
-  val_path = category_dir / "validation.json"
-  threshold = json.loads(val_path.read_text())["score"]["q99"][member] if val_path.exists() else None
+  threshold = validation_threshold(category_dir, member)
   meta = {"method": method.name, "category": record.get("category"), "member": member, "dtype": dtype,
           "input_hw": list(input_hw), "model_hw": list(static.image_size), "input_dtype": "uint8",
           "outputs": {"score": "(B,)", "map_score": "(B,)", "anomaly_map": f"(B, {static.image_size[0]}, "

@@ -28,6 +28,9 @@ class RunConfig:
 
   model: str = "supersimplenet"
   data: str = "embedded"
+  # layout options of `read_dataset` (format, normal_dir, abnormal_dir, mask_dir, mask_suffix, normal_test_dir,
+  # num_segmented, supervised): the dataset flags of `jaxad fit`, or an experiment file's run section
+  data_options: dict = dataclasses.field(default_factory=dict)
   categories: tuple[str, ...] = ()  # empty: every category of the dataset
   workdir: str = "runs/default"
   data_seed: int = 0
@@ -40,7 +43,7 @@ class RunConfig:
   progress: bool = True
 
 
-def list_categories(data: str) -> list[str]:
+def list_categories(data: str, data_options: dict | None = None) -> list[str]:
   from jaxad.data.readers import list_categories as _list
   if data == "embedded":
     from jaxad.data.embedded import build_embedded
@@ -48,7 +51,7 @@ def list_categories(data: str) -> list[str]:
     return _list(build_embedded(default_cache_root() / "embedded"), "mvtec")
   if data.startswith("tfds:"):
     raise ConfigError("give --category for TFDS datasets (one builder config per category)")
-  return _list(data, "auto")
+  return _list(data, **(data_options or {}))
 
 
 def build_static(model: str, overrides: dict[str, str], base=None):
@@ -63,7 +66,7 @@ def load_splits(run: RunConfig, method, static, category: str | None) -> dict:
   """The train, validation and test splits of one category, preprocessed for `static`."""
   from jaxad.train.data import load_split  # the data pipeline (grain) only where splits are read from a dataset
   prep = method.preprocessing(static)
-  kw = dict(val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress)
+  kw = dict(val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress, **run.data_options)
   return {"train": load_split(run.data, category, "train", static.image_size, prep, **kw),
           "validation": load_split(run.data, category, "validation", static.image_size, prep, **kw),
           "test": load_split(run.data, category, "test", static.image_size, prep, with_components=True, **kw)}
@@ -148,7 +151,7 @@ def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print)
   method, static, hp = build_static(run_cfg.model, overrides)
   config_lib.check_known(overrides, static, hp)
   hps_M = stack_members(hps_list or [hp])
-  categories = list(run_cfg.categories) or list_categories(run_cfg.data) or [None]
+  categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
   rows = []
   for category in categories:
     rows += run_category(run_cfg, method, static, hps_M, category, log=log)
@@ -160,12 +163,47 @@ def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print)
 def find_run_dir(workdir: str | Path, category: str | None) -> Path:
   """The trained run of `category` under `workdir`; without one, the only category there."""
   root = Path(workdir)
+  if not root.is_dir():
+    raise JaxadError(f"work directory {root} does not exist" if not root.exists() else f"{root} is not a folder")
+  found = sorted(p.parent.name for p in root.glob("*/config.json"))
   if category:
+    if not (root / category / "config.json").exists() and found:
+      raise JaxadError(f"{root} has no trained category {category!r}; it holds {', '.join(found)}")
     return root / category
-  found = sorted(p.parent for p in root.glob("*/config.json"))
-  if len(found) != 1:
-    raise JaxadError(f"{root} holds {len(found)} categories; choose one with --category")
-  return found[0]
+  if not found:
+    raise JaxadError(f"no trained category under {root} (no <category>/config.json); give --workdir of a "
+                     "`jaxad fit` run")
+  if len(found) > 1:
+    raise JaxadError(f"{root} holds {len(found)} categories ({', '.join(found)}); choose one with --category")
+  return root / found[0]
+
+
+def read_json(path: Path) -> dict:
+  """A run folder's JSON file; a damaged one is reported by name."""
+  try:
+    return json.loads(Path(path).read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise JaxadError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
+
+
+def validation_threshold(category_dir: Path, member: int) -> float | None:
+  """Member `member`'s score threshold: the 99th percentile of its validation scores (None without validation.json)."""
+  path = Path(category_dir) / "validation.json"
+  if not path.exists():
+    return None
+  try:
+    return float(read_json(path)["score"]["q99"][member])
+  except (KeyError, IndexError, TypeError):
+    raise JaxadError(f"{path} has no score.q99 entry for member {member}; the run folder is damaged") from None
+
+
+def select_member(states_M, member: int, category_dir: Path):
+  """Member `member` of stacked states, still with its M axis (of 1); range-checked."""
+  import jax
+  m = int(jax.tree.leaves(states_M)[0].shape[0])
+  if not 0 <= member < m:
+    raise ConfigError(f"--member {member} is out of range: the run in {category_dir} has {m} member(s)")
+  return jax.tree.map(lambda x: x[member:member + 1], states_M)
 
 
 def load_trained(category_dir: str | Path):
@@ -178,7 +216,10 @@ def load_trained(category_dir: str | Path):
   cfg_path = category_dir / "config.json"
   if not cfg_path.exists():
     raise JaxadError(f"{category_dir} is not a jaxad run folder (no config.json); give --workdir of a `jaxad fit` run")
-  record = json.loads(cfg_path.read_text())
+  record = read_json(cfg_path)
+  missing = [k for k in ("model", "static", "hparams") if k not in record]
+  if missing:
+    raise JaxadError(f"{cfg_path} lacks {', '.join(map(repr, missing))}; the run folder is damaged")
   method = get_method(record["model"])
   fields = {f.name for f in dataclasses.fields(method.static_cls)}
   static_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in record["static"].items() if k in fields}
@@ -193,9 +234,11 @@ def load_trained(category_dir: str | Path):
   trainer = loop.Trainer(method, static, n_train, features_fn)
   states = trainer.init_states(hps_M, example)
   ckpt = Checkpointer(category_dir)
-  step = ckpt.latest_step()
-  if step is None:
-    raise JaxadError(f"no checkpoint in {category_dir / 'checkpoints'}; the run has not saved yet")
-  states, _ = ckpt.restore(step, states)
-  ckpt.close()
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise JaxadError(f"no checkpoint in {category_dir / 'checkpoints'}; the run has not saved yet")
+    states, _ = ckpt.restore(step, states)
+  finally:
+    ckpt.close()
   return method, static, hps_M, states, (features_fn, frozen_vars), record

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from jaxad import cli
+from jaxad import config as config_lib
 from jaxad.data.images import load_sample
 from jaxad.data.readers import detect_format, list_categories, read_dataset
 from jaxad.data.summary import dataset_summary, format_summary
@@ -179,6 +180,16 @@ def test_visa_bad_label_names_the_csv_line(tmp_path):
     read_dataset(root, category="candle")
 
 
+def test_visa_short_row_names_the_csv_line(tmp_path):
+  root = _visa(tmp_path)
+  csv_path = root / "split_csv" / "1cls.csv"
+  lines = csv_path.read_text().splitlines()
+  lines[3] = "candle,train,normal"  # three of the five fields
+  csv_path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(DataError, match=r"1cls\.csv line 4: the row has no image field\(s\) \(3 fields, expected 5\)"):
+    read_dataset(root, category="candle")
+
+
 # ----------------------------------------------------------------------------- KSDD2
 
 
@@ -291,6 +302,13 @@ def test_undetectable_layout_and_bad_options(tmp_path):
     read_dataset(root, format="coco")
 
 
+def test_broken_symlink_is_reported_not_skipped(tmp_path):
+  root = _mvtec(tmp_path, categories=("bottle",))
+  (root / "bottle" / "train" / "good" / "999.png").symlink_to(tmp_path / "gone.png")
+  with pytest.raises(DataError, match=r"999\.png is a broken symbolic link"):
+    read_dataset(root, category="bottle")
+
+
 # ----------------------------------------------------------------------------- summary and CLI
 
 
@@ -307,6 +325,41 @@ def test_cli_info_prints_the_table(tmp_path, capsys):
   assert cli.main(["data", "info", str(root), "--category", "cable"]) == 0
   out = capsys.readouterr().out
   assert "test anom." in out and "cable" in out and "bottle" not in out and "12x16" in out
+
+
+def _folder_dataset(root):
+  for i in range(10):
+    _image(root / "ok" / f"n{i}.png", i)
+  for i in range(3):
+    _image(root / "ng" / f"a{i}.png", 50 + i)
+    _mask(root / "gt" / f"a{i}_mask.png", [(0, 0, 3, 3)])
+  return root
+
+
+def test_cli_info_reads_the_folder_layout_from_its_flags(tmp_path, capsys):
+  root = _folder_dataset(tmp_path)
+  flags = ["--normal-dir", "ok", "--abnormal-dir", "ng", "--mask-dir", "gt", "--mask-suffix", "_mask"]
+  assert cli.main(["data", "info", str(root), *flags]) == 0  # format auto: the folder flags decide it
+  row = capsys.readouterr().out.splitlines()[-1].split()
+  assert row[:6] == ["-", "7", "0", "1", "2", "3"]  # train, train anomalous, validation, test good, test anomalous
+
+
+def test_fit_and_sweep_take_the_dataset_layout_flags(tmp_path):
+  """`jaxad fit --data ROOT --normal-dir ...` reads the folder layout; the options are kept in the run config."""
+  from jaxad.cli import build_parser
+  from jaxad.cli.fit import resolve_run
+  from jaxad.run import build_static, list_categories, load_splits
+  root = _folder_dataset(tmp_path)
+  flags = ["--normal-dir", "ok", "--abnormal-dir", "ng", "--mask-dir", "gt", "--mask-suffix", "_mask"]
+  for command in ("fit", "sweep"):
+    run, overrides = resolve_run(build_parser().parse_args([command, "--data", str(root), *flags]))
+    assert run.data_options == {"normal_dir": "ok", "abnormal_dir": "ng", "mask_dir": "gt", "mask_suffix": "_mask"}
+  assert list_categories(run.data, run.data_options) == []
+  method, static, _ = build_static("supersimplenet", {"image_size": "16,16", "backbone": "tiny_test"})
+  splits = load_splits(run, method, static, None)
+  assert [len(splits[s].label) for s in ("train", "validation", "test")] == [7, 1, 5]
+  assert splits["test"].label.sum() == 3 and splits["test"].mask.sum() > 0
+  assert config_lib.to_record(run)["data_options"]["normal_dir"] == "ok"  # written to config.json for `jaxad test`
 
 
 def test_cli_sheet_writes_a_png(tmp_path, capsys):

@@ -14,19 +14,24 @@ FORMAT_CHOICES = ("auto", "mvtec", "mvtec_loco", "visa", "ksdd2", "folder", "emb
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("root", metavar="ROOT", help="dataset root folder (or one MVTec / LOCO category folder)")
-  parser.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
-                      help="dataset layout (default: detect it; 'folder' needs --normal-dir)")
   parser.add_argument("--category", default=None, help="category name (default: all for info; required "
                       "for sheet when the dataset has several)")
   parser.add_argument("--val-fraction", type=float, default=0.1,
                       help="fraction of normal training images held out for validation (default 0.1)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the validation hold-out (default 0)")
+  add_layout_arguments(parser)
+
+
+def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
+  """The dataset layout flags (format, KSDD2 and folder options), shared with `jaxad fit` and `jaxad sweep`."""
+  parser.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
+                      help="dataset layout (default: detect it; 'folder' needs --normal-dir)")
   ksdd2 = parser.add_argument_group("KSDD2 options")
   ksdd2.add_argument("--unsupervised", action="store_true",
                      help="KSDD2: keep only normal images in train (default: anomalous ones stay, supervised)")
   ksdd2.add_argument("--num-segmented", type=int, default=None,
                      help="KSDD2 mixed supervision: training positives that keep their masks (default: all)")
-  folder = parser.add_argument_group("folder options (format 'folder', paths relative to ROOT)")
+  folder = parser.add_argument_group("folder options (format 'folder', paths relative to the dataset root)")
   folder.add_argument("--normal-dir", default=None, help="folder of normal images")
   folder.add_argument("--abnormal-dir", default=None, help="folder of anomalous test images")
   folder.add_argument("--mask-dir", default=None, help="folder of masks, matched to anomalous images by stem")
@@ -35,14 +40,19 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                       help="folder of normal test images (default: a seeded 20%% of --normal-dir)")
 
 
-def _read_options(args: argparse.Namespace) -> dict:
-  """Keyword arguments for read_dataset from the parsed flags (only those given)."""
-  options = {"format": args.format, "val_fraction": args.val_fraction, "seed": args.seed}
+def layout_options(args: argparse.Namespace) -> dict:
+  """`read_dataset`'s layout keyword arguments from the parsed layout flags (only those given)."""
+  options = {} if args.format == "auto" else {"format": args.format}
   if args.unsupervised:
     options["supervised"] = False
   flags = ("num_segmented", "normal_dir", "abnormal_dir", "mask_dir", "mask_suffix", "normal_test_dir")
   options.update({name: getattr(args, name) for name in flags if getattr(args, name) is not None})
   return options
+
+
+def _read_options(args: argparse.Namespace) -> dict:
+  """Keyword arguments for read_dataset from the parsed flags (only those given)."""
+  return {"format": args.format, "val_fraction": args.val_fraction, "seed": args.seed, **layout_options(args)}
 
 
 def _print_summary(root: str, categories: list[str] | None, options: dict) -> None:

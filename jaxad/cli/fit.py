@@ -6,6 +6,7 @@ import argparse
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
+  from jaxad.cli.data import add_layout_arguments
   p.add_argument("--model", default=None, help="method: supersimplenet (default), simplenet or efficient_ad")
   p.add_argument("--data", default=None,
                  help="dataset root (MVTec AD, MVTec LOCO, VisA, KSDD2 or folder layout), tfds:<name>, "
@@ -17,6 +18,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
   p.add_argument("--config", default=None, help="experiment file (experiments/*.py) whose get_config() sets defaults")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="override a setting of the model (Static or Hparams field) or of the run, e.g. epochs=40")
+  add_layout_arguments(p)
 
 
 def register(subparsers) -> None:
@@ -34,6 +36,8 @@ def resolve_run(args):
   """
   import dataclasses
   from jaxad import config as config_lib
+  from jaxad.cli.data import layout_options
+  from jaxad.errors import ConfigError
   from jaxad.experiments_loader import load_experiment
   from jaxad.run import RunConfig
 
@@ -44,6 +48,9 @@ def resolve_run(args):
     overrides.update(exp.get("set", {}))
     run = dataclasses.replace(run, **exp.get("run", {}))
   overrides.update(config_lib.parse_set_args(args.set))
+  if "data_options" in overrides:
+    raise ConfigError("data_options cannot be --set; give the dataset layout flags (--format, --normal-dir, ...) "
+                      "or an experiment file's run['data_options']")
   if args.backbone:
     overrides["backbone"] = args.backbone
   run_keys = {f.name for f in dataclasses.fields(RunConfig)}
@@ -56,9 +63,13 @@ def resolve_run(args):
     updates["data"] = args.data
   if args.category:
     updates["categories"] = tuple(args.category)
+  if layout_options(args):
+    updates["data_options"] = {**run.data_options, **layout_options(args)}
   run = dataclasses.replace(run, **updates)
   if getattr(args, "max_steps", None) is not None:
     run = dataclasses.replace(run, max_steps=args.max_steps)
+  if run.max_steps is not None and run.max_steps < 1:
+    raise ConfigError(f"max_steps must be at least 1, got {run.max_steps}")
   if getattr(args, "no_progress", False):
     run = dataclasses.replace(run, progress=False)
   if args.workdir:

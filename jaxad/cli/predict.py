@@ -36,19 +36,17 @@ def _collect(inputs) -> list:
 
 
 def main(args) -> int:
-  import json
   from pathlib import Path
   import numpy as np
   from jaxad.data.images import load_image
   from jaxad.data.transforms import resize_image
   from jaxad.evaluate import report
   from jaxad.infer import InferenceEngine
-  from jaxad.run import find_run_dir, load_trained
-  import jax
+  from jaxad.run import find_run_dir, load_trained, select_member, validation_threshold
 
   run_dir = find_run_dir(args.workdir, args.category)
   method, static, hps_M, states, frozen, _ = load_trained(run_dir)
-  states = jax.tree.map(lambda x: x[args.member:args.member + 1], states)
+  states = select_member(states, args.member, run_dir)
   files = _collect(args.inputs)
   # uint8 images go to the device as they are: resizing and normalisation run in the compiled
   # predict, one compilation per distinct image size.
@@ -67,10 +65,7 @@ def main(args) -> int:
                      for img in raw])  # display images for the overlays, at the maps' size
   out = Path(args.out) if args.out else run_dir / "predictions"
   out.mkdir(parents=True, exist_ok=True)
-  val_path = run_dir / "validation.json"
-  threshold = None
-  if val_path.exists():
-    threshold = json.loads(val_path.read_text())["score"]["q99"][args.member]
+  threshold = validation_threshold(run_dir, args.member)
   rows = []
   for i, f in enumerate(files):
     rows.append({"file": str(f), "score": float(preds["score"][0, i]), "map_score": float(preds["map_score"][0, i]),

@@ -46,7 +46,7 @@ def main(args) -> int:
   from jaxad import config as config_lib
   from jaxad.cli.fit import resolve_run
   from jaxad.errors import ConfigError
-  from jaxad.evaluate.report import markdown_table
+  from jaxad.evaluate.report import METRIC_ORDER, markdown_table
   from jaxad.experiments_loader import load_experiment
   from jaxad.sweep import grid as grid_lib
   from jaxad.sweep.runner import SweepOptions, run_sweep
@@ -69,6 +69,12 @@ def main(args) -> int:
       memory_budget_bytes=None if budget_gb is None else int(float(budget_gb) * 2**30),
       shard=not args.no_shard and section.get("shard", True),
       select=args.select or section.get("select", "image_auroc"))
+  if options.select not in METRIC_ORDER:
+    raise ConfigError(f"--select {options.select!r} is not a metric; choose one of {', '.join(METRIC_ORDER)}")
+  if options.members_per_chunk is not None and options.members_per_chunk < 1:
+    raise ConfigError(f"--members-per-chunk must be at least 1, got {options.members_per_chunk}")
+  if budget_gb is not None and float(budget_gb) <= 0:
+    raise ConfigError(f"--memory-budget must be positive (GB), got {budget_gb}")
   rows = run_sweep(run, overrides, grid, options)
   from jaxad.sweep.outputs import best_per_category
   print(markdown_table(best_per_category(rows, options.select)))

@@ -16,23 +16,24 @@ def register(subparsers) -> None:
 
 def main(args) -> int:
   from pathlib import Path
-  from jaxad.errors import JaxadError
   from jaxad.evaluate import evaluator, report
   from jaxad.infer import InferenceEngine
-  from jaxad.run import _member_hparams, load_trained
+  from jaxad.run import _member_hparams, find_run_dir, load_trained
   from jaxad.train.data import load_split
 
   root = Path(args.workdir)
-  dirs = [root / c for c in args.category] if args.category else sorted(p.parent for p in root.glob("*/config.json"))
-  if not dirs:
-    raise JaxadError(f"no trained categories under {root} (expected <workdir>/<category>/config.json)")
+  if args.category:
+    dirs = [find_run_dir(root, c) for c in args.category]
+  else:
+    dirs = sorted(p.parent for p in root.glob("*/config.json")) or [find_run_dir(root, None)]  # raises why none
   rows = []
   for d in dirs:
     method, static, hps_M, states, (features_fn, frozen_vars), record = load_trained(d)
     data = args.data or record["run"]["data"]
+    options = record["run"].get("data_options", {}) if data == record["run"]["data"] else {}
     test = load_split(data, record["category"], "test", static.image_size, method.preprocessing(static),
                       with_components=True, val_fraction=record["run"]["val_fraction"],
-                      seed=record["run"]["data_seed"])
+                      seed=record["run"]["data_seed"], **options)
     engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=args.dtype)
     preds = engine.predict_array(test.image)
     hp_rows = _member_hparams(hps_M)

@@ -71,9 +71,11 @@ def _list_images(folder: Path, *, exclude_suffix: str | None = None) -> list[Pat
     return []
   files = []
   for entry in folder.iterdir():
-    if entry.name.startswith(".") or not entry.is_file():
+    if entry.name.startswith(".") or entry.suffix.lower() not in IMAGE_EXTENSIONS:
       continue
-    if entry.suffix.lower() not in IMAGE_EXTENSIONS:
+    if entry.is_symlink() and not entry.exists():
+      raise DataError(f"{entry} is a broken symbolic link (its target {os.readlink(entry)} does not exist)")
+    if not entry.is_file():
       continue
     if exclude_suffix and entry.stem.endswith(exclude_suffix):
       continue
@@ -234,9 +236,15 @@ def _visa_rows(root: Path) -> list[tuple[int, dict[str, str]]]:
       missing = [c for c in VISA_COLUMNS if c not in (reader.fieldnames or ())]
       if missing:
         raise DataError(f"VisA split file {csv_path} lacks columns {missing} (has {reader.fieldnames})")
-      return [(i + 2, row) for i, row in enumerate(reader)]
+      rows = [(reader.line_num, row) for row in reader]
   except (UnicodeDecodeError, csv.Error) as e:
     raise DataError(f"VisA split file {csv_path} is not a readable CSV: {e}") from None
+  for line, row in rows:
+    short = [c for c in ("object", "split", "label", "image") if row.get(c) is None]
+    if short:
+      raise DataError(f"{csv_path} line {line}: the row has no {', '.join(short)} field(s) "
+                      f"({sum(v is not None for v in row.values())} fields, expected {len(reader.fieldnames)})")
+  return rows
 
 
 def read_visa(root: str | os.PathLike, category: str, *, val_fraction: float = 0.1, seed: int = 0,
@@ -451,13 +459,14 @@ def _resolve_format(root: Path, fmt: str, options: dict) -> str:
   return fmt
 
 
-def list_categories(root: str | os.PathLike, format: str = "auto") -> list[str]:  # noqa: A002
+def list_categories(root: str | os.PathLike, format: str = "auto", **options) -> list[str]:  # noqa: A002
   """Category names of a dataset, sorted; [] for single-category layouts (KSDD2, Folder).
 
-  A single MVTec / LOCO category folder given as root lists just its own name.
+  A single MVTec / LOCO category folder given as root lists just its own name. `options` are
+  `read_dataset`'s layout options: with `normal_dir`, "auto" means the folder layout.
   """
   root = _check_root(root)
-  fmt = _resolve_format(root, format, {})
+  fmt = _resolve_format(root, format, options)
   if fmt == "visa":
     return sorted({row["object"] for _, row in _visa_rows(root)})
   if fmt in ("mvtec", "mvtec_loco"):

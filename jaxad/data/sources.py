@@ -154,6 +154,9 @@ def make_source(data_spec: str | os.PathLike, category: str | None, split: str, 
     raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
   spec = os.fspath(data_spec)
   if spec.startswith(TFDS_PREFIX):
+    if reader_options:
+      raise ConfigError(f"layout options {sorted(reader_options)} do not apply to a TFDS build ({spec}): its layout "
+                        "was read when it was built")
     return TfdsSource(_tfds_name(spec, category), split, data_dir)
   if spec == EMBEDDED:
     from jaxad.data.embedded import build_embedded  # Only needed (and generating) for this spec.

@@ -45,7 +45,7 @@ def dataset_summary(root: str | os.PathLike, format: str = "auto", *,  # noqa: A
     categories: restrict to these categories (default: all).
     **read_options: passed to `read_dataset` (val_fraction, seed, layout options).
   """
-  names = categories if categories is not None else (list_categories(root, format) or [None])
+  names = categories if categories is not None else (list_categories(root, format, **read_options) or [None])
   rows = []
   for name in names:
     splits = read_dataset(root, format=format, category=name, **read_options)

@@ -365,6 +365,8 @@ def save_converted(tree: Mapping[str, Any], path: str | os.PathLike, *, source_s
   metadata = {**(extra_meta or {}), "format": CONVERTED_FORMAT, "format_version": CONVERTED_FORMAT_VERSION,
               "jaxad_version": __version__, "source_sha256": source_sha256, "source_name": source_name}
   path = Path(path)
+  if path.is_dir():
+    raise WeightsError(f"{path} is a folder; give the .safetensors file to write")
   tmp = _atomic_target(path)
   try:
     safetensors.numpy.save_file(flat, tmp, metadata=metadata)

@@ -15,7 +15,7 @@ import jax
 
 from jaxad.checkpoint import Checkpointer
 from jaxad.errors import JaxadError
-from jaxad.run import load_trained
+from jaxad.run import load_trained, read_json
 from jaxad.sweep import plan as plan_lib
 from jaxad.sweep.runner import member_location
 
@@ -57,7 +57,7 @@ def extract_member(workdir: str | Path, member: int, out: str | Path, categories
     target.save(step, one, {**meta, "alive": [meta["alive"][slot]], "config": record})
     target.close()
     if (cat_dir / "validation.json").exists():
-      val = json.loads((cat_dir / "validation.json").read_text())
+      val = read_json(cat_dir / "validation.json")
       (dest / "validation.json").write_text(json.dumps(per_member(val, slot), indent=2))
     if (cat_dir / "provenance.json").exists():
       shutil.copy(cat_dir / "provenance.json", dest / "provenance.json")

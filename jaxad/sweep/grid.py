@@ -40,11 +40,16 @@ def parse_grid_args(items: list[str]) -> dict[str, list[str]]:
     if "=" not in item:
       raise ConfigError(f"--grid expects FIELD=VALUES, got {item!r}")
     key, values = (s.strip() for s in item.split("=", 1))
+    if key in grid:
+      raise ConfigError(f"--grid {key} is given twice; put all its values in one --grid")
     if ";" in values:
       grid[key] = [v.strip() for v in values.split(";") if v.strip()]
     elif ":" in values and "," not in values:
-      lo, hi = values.split(":")
-      grid[key] = [str(v) for v in range(int(lo), int(hi))]
+      try:
+        lo, hi = (int(v) for v in values.split(":"))
+      except ValueError:
+        raise ConfigError(f"--grid {item!r}: A:B takes two integers (A..B-1)") from None
+      grid[key] = [str(v) for v in range(lo, hi)]
     else:
       grid[key] = [v.strip() for v in values.split(",") if v.strip()]
     if not grid[key]:

@@ -11,6 +11,7 @@ import dataclasses
 
 import flax.struct
 
+from jaxad import config as config_lib
 from jaxad.errors import ConfigError
 
 SIZES = ("s", "m")
@@ -81,11 +82,13 @@ def validate(static: Static) -> Static:
     raise ConfigError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {static.compute_dtype!r}")
   if static.teacher_stats not in TEACHER_STATS:
     raise ConfigError(f"teacher_stats must be one of {TEACHER_STATS}, got {static.teacher_stats!r}")
-  h, w = static.image_size
+  h, w = config_lib.image_hw(static.image_size)
   if min(h, w) < MIN_IMAGE_SIDE:
     raise ConfigError(f"image_size must be at least {MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE}, got {static.image_size}")
-  if static.batch_size < 1 or static.train_steps < 1 or static.penalty_pool < 1:
-    raise ConfigError("batch_size, train_steps and penalty_pool must be positive")
+  bad = {k: v for k, v in dict(batch_size=static.batch_size, train_steps=static.train_steps,
+                                penalty_pool=static.penalty_pool).items() if v < 1}
+  if bad:
+    raise ConfigError(f"these settings must be positive: {bad}")
   if not 0.0 < static.lr_decay_fraction <= 1.0:
     raise ConfigError(f"lr_decay_fraction must be in (0, 1], got {static.lr_decay_fraction}")
   return static
@@ -96,9 +99,7 @@ def resolve(static: Static) -> Static:
   updates = {}
   if static.teacher is None:
     updates["teacher"] = f"efficientad_teacher_{static.size}"
-  if isinstance(static.image_size, int) or len(static.image_size) == 1:
-    side = static.image_size if isinstance(static.image_size, int) else static.image_size[0]
-    updates["image_size"] = (int(side), int(side))
+  updates["image_size"] = config_lib.image_hw(static.image_size)
   return validate(dataclasses.replace(static, **updates))
 
 

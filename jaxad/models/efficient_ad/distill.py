@@ -85,7 +85,7 @@ class ImageStream:
       self.provenance = {"images": "bundled", "photos": sorted(photo_lib.bundled_photos()),
                          "transform": "random crop (area 0.1-1), resize, h-flip, grayscale p"}
     else:
-      self.files = photo_lib.folder_files(config.images)
+      self.files = photo_lib.folder_files(config.images, "distill --images folder", " (or --images bundled)")
       self.provenance = {"images": "folder", "folder": str(Path(config.images).expanduser()),
                          "files": len(self.files), "transform": "resize to both views, grayscale p (nelson)"}
 

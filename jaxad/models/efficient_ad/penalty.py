@@ -110,13 +110,15 @@ def _run(fn, count: int, threads: bool = True) -> None:
       f.result()
 
 
-def folder_files(folder: str | Path) -> list[Path]:
+def folder_files(folder: str | Path, what: str = "penalty image folder",
+                 hint: str = " (set penalty=bundled or penalty=none)") -> list[Path]:
+  """The images under `folder`, sorted; `what` and `hint` name the setting that gave it in the errors."""
   folder = Path(folder).expanduser()
   if not folder.is_dir():
-    raise DataError(f"penalty image folder {folder} does not exist (set penalty=bundled or penalty=none)")
+    raise DataError(f"{what} {folder} does not exist{hint}")
   files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
   if not files:
-    raise DataError(f"penalty image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    raise DataError(f"{what} {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
   return files
 
 

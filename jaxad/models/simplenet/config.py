@@ -12,6 +12,7 @@ import dataclasses
 
 import flax.struct
 
+from jaxad import config as config_lib
 from jaxad.errors import ConfigError
 
 RESIZE_RATIO = 329 / 288  # Official: shorter side 329, then center crop 288.
@@ -61,11 +62,7 @@ def resolve(static: Static) -> Static:
   `jaxad.models.simplenet.protocol`, which strips them before calling this and runs them
   itself, so they are never silently ignored.
   """
-  size = tuple(int(v) for v in static.image_size)
-  if len(size) == 1:
-    size = (size[0], size[0])
-  if len(size) != 2 or min(size) < 1:
-    raise ConfigError(f"image_size must be one or two positive integers, got {static.image_size}")
+  size = config_lib.image_hw(static.image_size)
   shorter = static.resize_shorter
   if shorter is None:
     shorter = int(round(max(size) * RESIZE_RATIO))

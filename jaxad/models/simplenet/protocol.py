@@ -124,7 +124,8 @@ def fit_selecting_on_test(method, static, hps_M, train, test, frozen, predict_fn
 def _load(run, method, static, category, split, **extra):
   from jaxad.train.data import load_split
   return load_split(run.data, category, split, static.image_size, method.preprocessing(static),
-                    val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress, **extra)
+                    val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress,
+                    **run.data_options, **extra)
 
 
 def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log):
@@ -226,7 +227,7 @@ def run(run_cfg, overrides: dict[str, str], log=print) -> list[dict]:
   method, static, hp = build_static("simplenet", overrides)
   config_lib.check_known(overrides, static, hp)
   hps_M = stack_members([hp])
-  categories = list(run_cfg.categories) or list_categories(run_cfg.data) or [None]
+  categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
   rows = []
   for category in categories:
     rows += run_category(run_cfg, method, static, hps_M, category, log=log, **flags)

@@ -12,6 +12,7 @@ import dataclasses
 
 import flax.struct
 
+from jaxad import config as config_lib
 from jaxad.errors import ConfigError
 
 VARIANTS = ("icpr", "jims")
@@ -85,11 +86,13 @@ def resolve(static: Static) -> Static:
       distance_transform=(3.0, 2.0) if (jims and sup) else None,
   )
   updates = {k: v for k, v in derived.items() if getattr(static, k) is None}
+  updates["image_size"] = config_lib.image_hw(static.image_size)
   if static.clip_grad_norm == -1.0:
     updates["clip_grad_norm"] = 1.0 if sup else None
   out = dataclasses.replace(static, **updates)
-  if out.batch_size < 1 or out.epochs < 1:
-    raise ConfigError("batch_size and epochs must be positive")
+  bad = {k: v for k, v in dict(batch_size=out.batch_size, epochs=out.epochs).items() if v < 1}
+  if bad:
+    raise ConfigError(f"these settings must be positive: {bad}")
   if out.blur_kernel % 2 != 1:
     raise ConfigError(f"blur_kernel must be odd, got {out.blur_kernel}")
   if out.compute_dtype not in COMPUTE_DTYPES:
