@@ -49,8 +49,9 @@ class Checkpointer:
     return self._restore(step, ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def _check_shapes(self, step: int, abstract) -> None:
-    """Refuses, before orbax reads anything, a checkpoint whose arrays have other shapes than the run's model
-    (a config.json edited after training, another model): orbax would fail mid-read with a long traceback."""
+    """Refuses, before orbax reads anything, a checkpoint whose arrays have other shapes than the model of these
+    settings (config.json edited after training, a resume with other settings): orbax would fail mid-read with a
+    long traceback."""
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # orbax warns about metadata files older checkpoints lack
@@ -66,18 +67,19 @@ class Checkpointer:
     for path, x in jax.tree_util.tree_flatten_with_path(abstract)[0]:
       name = _leaf_name(path)
       if name in stored and stored[name] != tuple(x.shape):
-        raise JaxadError(f"checkpoint {self.directory / str(step)} does not match the run's config.json: {name} "
-                         f"has shape {stored[name]} there, the model built from the config {tuple(x.shape)}")
+        raise JaxadError(f"checkpoint {self.directory / str(step)} holds another model than these settings build: "
+                         f"{name} has shape {stored[name]} there, {tuple(x.shape)} here (was config.json edited, or "
+                         "a resumed run given other settings?)")
 
   def _restore(self, step: int, args):
-    """orbax's restore; a checkpoint that is damaged or does not fit the run's config becomes one JaxadError."""
+    """orbax's restore; a damaged checkpoint becomes one JaxadError."""
     try:
       return self.manager.restore(step, args=args)
     except Exception as e:  # orbax raises many types, each with a long chained traceback
       _drop_failed_reads()
       first = next((line for line in str(e).splitlines() if line.strip()), "").split(" See full")[0][:300]
-      raise JaxadError(f"checkpoint {self.directory / str(step)} is damaged or does not match the run's "
-                       f"config.json ({type(e).__name__}: {first})") from None
+      raise JaxadError(f"checkpoint {self.directory / str(step)} is damaged or holds another model than these "
+                       f"settings build ({type(e).__name__}: {first})") from None
 
   def close(self) -> None:
     self.manager.close()

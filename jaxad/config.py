@@ -60,7 +60,7 @@ def apply_overrides(obj, overrides: dict[str, str]):
       try:
         updates[key] = _parse(text, getattr(obj, key), hints.get(key, ""))
       except ValueError as e:
-        raise ConfigError(f"--set {key}={text}: {e}") from None
+        raise ConfigError(f"setting {key}={text}: {e}") from None  # from --set, --grid or an experiment file
   return dataclasses.replace(obj, **updates)
 
 

@@ -120,12 +120,12 @@ def test_checkpoint_of_another_shape_or_damaged_is_one_error(tmp_path):
   restored, meta = ckpt.restore(3, state)
   np.testing.assert_array_equal(restored["params"]["kernel"], state["params"]["kernel"])
   other = {"params": {"kernel": np.ones((1, 4, 16), np.float32)}, "step": np.zeros((1,), np.int32)}
-  with pytest.raises(JaxadError, match=r"checkpoints/3 does not match the run's config\.json: params\.kernel has "
-                                       r"shape \(1, 4, 8\) there, the model built from the config \(1, 4, 16\)"):
+  with pytest.raises(JaxadError, match=r"checkpoints/3 holds another model than these settings build: params\.kernel "
+                                       r"has shape \(1, 4, 8\) there, \(1, 4, 16\) here"):
     ckpt.restore(3, other)
   for f in (tmp_path / "checkpoints" / "3" / "meta").iterdir():
     f.write_text("{ damaged")
-  with pytest.raises(JaxadError, match=r"checkpoints/3 is damaged or does not match"):
+  with pytest.raises(JaxadError, match=r"checkpoints/3 is damaged or holds another model"):
     ckpt.restore_meta(3)
   ckpt.close()
 
@@ -142,6 +142,8 @@ def test_cli_options_are_checked_before_any_work(tmp_path, capsys):
       (["export", "--workdir", str(tmp_path / "run"), "--platforms", "bogus"], "unknown platform(s) bogus"),
       (["export", "--workdir", str(tmp_path / "run"), "--input-size", "0", "0"], "--input-size must be two positive"),
       (["predict", "--workdir", str(tmp_path / "nowhere"), str(tmp_path)], "does not exist"),
+      (["predict", "--workdir", str(tmp_path / "run"), "--batch-size", "0", str(tmp_path)], "--batch-size must be"),
+      (["sweep", "--grid", "noise_std=a,b", "--workdir", str(tmp_path / "w")], "setting noise_std=a"),
       (["test", "--workdir", str(tmp_path / "run"), "--category", "nut"], "no trained category 'nut'; it holds brick"),
   ]
   for args, message in cases:

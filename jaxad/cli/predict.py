@@ -44,6 +44,9 @@ def main(args) -> int:
   from jaxad.infer import InferenceEngine
   from jaxad.run import find_run_dir, load_trained, select_member, validation_threshold
 
+  from jaxad.errors import ConfigError
+  if args.batch_size < 1:
+    raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
   run_dir = find_run_dir(args.workdir, args.category)
   method, static, hps_M, states, frozen, _ = load_trained(run_dir)
   states = select_member(states, args.member, run_dir)
