@@ -89,6 +89,16 @@ def _ksdd2(root, n_train_pos=5):
   return root
 
 
+def _folder_dataset(root):
+  """10 normal images in ok/, 3 anomalous ones in ng/ with masks gt/<stem>_mask.png."""
+  for i in range(10):
+    _image(root / "ok" / f"n{i}.png", i)
+  for i in range(3):
+    _image(root / "ng" / f"a{i}.png", 50 + i)
+    _mask(root / "gt" / f"a{i}_mask.png", [(0, 0, 3, 3)])
+  return root
+
+
 def _files(refs):
   return [r.file_name for r in refs]
 
@@ -226,11 +236,7 @@ def test_ksdd2_mixed_supervision_is_seeded(tmp_path):
 
 
 def test_folder_layout_with_masks_and_seeded_test_split(tmp_path):
-  for i in range(10):
-    _image(tmp_path / "ok" / f"n{i}.png", i)
-  for i in range(3):
-    _image(tmp_path / "ng" / f"a{i}.png", 50 + i)
-    _mask(tmp_path / "gt" / f"a{i}_mask.png", [(0, 0, 3, 3)])
+  _folder_dataset(tmp_path)
   splits = read_dataset(tmp_path, normal_dir="ok", abnormal_dir="ng", mask_dir="gt", mask_suffix="_mask")
   assert [len(splits[s]) for s in ("train", "validation", "test")] == [7, 1, 5]
   assert sum(r.label for r in splits["test"]) == 3
@@ -325,15 +331,6 @@ def test_cli_info_prints_the_table(tmp_path, capsys):
   assert cli.main(["data", "info", str(root), "--category", "cable"]) == 0
   out = capsys.readouterr().out
   assert "test anom." in out and "cable" in out and "bottle" not in out and "12x16" in out
-
-
-def _folder_dataset(root):
-  for i in range(10):
-    _image(root / "ok" / f"n{i}.png", i)
-  for i in range(3):
-    _image(root / "ng" / f"a{i}.png", 50 + i)
-    _mask(root / "gt" / f"a{i}_mask.png", [(0, 0, 3, 3)])
-  return root
 
 
 def test_cli_info_reads_the_folder_layout_from_its_flags(tmp_path, capsys):
