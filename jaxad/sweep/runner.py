@@ -51,7 +51,8 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
     raise ConfigError("with several processes give --members-per-chunk: every process must plan the same chunks")
   workdir = Path(run_cfg.workdir)
   key = {"model": method.name, "data": run_cfg.data, "categories": categories, "data_seed": run_cfg.data_seed,
-         "val_fraction": run_cfg.val_fraction, "overrides": overrides, "grid": grid}
+         "val_fraction": run_cfg.val_fraction, "overrides": overrides, "grid": grid,
+         **({"data_options": run_cfg.data_options} if run_cfg.data_options else {})}  # older plans have none
   plan = plan_lib.load(workdir, key) or {"key": key, "points": {}}
   n_devices = len(jax.local_devices()) if options.shard else 1
   log(f"{sum(len(p.members) for p in points)} members in {len(points)} static point(s): "
