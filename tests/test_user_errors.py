@@ -144,6 +144,10 @@ def test_cli_options_are_checked_before_any_work(tmp_path, capsys):
       (["predict", "--workdir", str(tmp_path / "nowhere"), str(tmp_path)], "does not exist"),
       (["predict", "--workdir", str(tmp_path / "run"), "--batch-size", "0", str(tmp_path)], "--batch-size must be"),
       (["sweep", "--grid", "noise_std=a,b", "--workdir", str(tmp_path / "w")], "setting noise_std=a"),
+      (["sweep", "--grid", "seed=0,1", "--memory-budget", "-5", "--workdir", str(tmp_path / "w")],
+       "--memory-budget must be positive"),
+      (["distill", "--out", str(tmp_path / "t.safetensors"), "--images", str(tmp_path / "nope"), "--steps", "1"],
+       "distill --images folder"),  # not the penalty setting's hint
       (["test", "--workdir", str(tmp_path / "run"), "--category", "nut"], "no trained category 'nut'; it holds brick"),
   ]
   for args, message in cases:
@@ -157,3 +161,9 @@ def test_converted_weights_are_not_written_over_a_folder(tmp_path):
   from jaxad.nn.weights import save_converted
   with pytest.raises(WeightsError, match="is a folder; give the .safetensors file"):
     save_converted({"w": np.ones(2, np.float32)}, tmp_path, source_sha256="0", source_name="x")
+
+
+def test_tfds_builds_refuse_layout_options():
+  from jaxad.data.sources import make_source
+  with pytest.raises(ConfigError, match=r"layout options \['normal_dir'\] do not apply to a TFDS build"):
+    make_source("tfds:mvtec_ad/bottle", None, "train", normal_dir="ok")

@@ -40,11 +40,11 @@ def main(args) -> int:
   import numpy as np
   from jaxad.data.images import load_image
   from jaxad.data.transforms import resize_image
+  from jaxad.errors import ConfigError
   from jaxad.evaluate import report
   from jaxad.infer import InferenceEngine
   from jaxad.run import find_run_dir, load_trained, select_member, validation_threshold
 
-  from jaxad.errors import ConfigError
   if args.batch_size < 1:
     raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
   run_dir = find_run_dir(args.workdir, args.category)
