@@ -6,8 +6,8 @@ EXPECTED: paper 5-run means (×100): ICPR AP-det 97.41 ± 0.25, I-AUROC 99.52, P
 Settings: 640×232, supervised (balanced epochs with flips, inverse-frequency negatives, no
 stop-gradient, gradient clipping 1.0, noise not over real defects), Perlin threshold 0.6,
 seed 456654; JIMS adds 7×7 mask dilation and distance-transform loss weights (3, 2) and
-feeds raw features to the classification head. Mixed supervision: `--set num_segmented=N`
-with the KSDD2 reader's `num_segmented` (weakly labelled positives train only the score).
+feeds raw features to the classification head. Mixed supervision: `--num-segmented N` keeps the
+masks of a seeded N of the 246 training positives (the others train only the score).
 """
 
 import os

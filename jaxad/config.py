@@ -50,6 +50,26 @@ def image_hw(value) -> tuple[int, int]:
   return size
 
 
+def check_ranges(obj, *, at_least_zero: tuple[str, ...] = (), positive: tuple[str, ...] = (),
+                 fraction: tuple[str, ...] = (), below_one: tuple[str, ...] = ()) -> None:
+  """Raises one ConfigError naming every listed field of `obj` outside its range (NaN is outside all).
+
+  at_least_zero: ≥ 0; positive: > 0; fraction: in [0, 1]; below_one: in [0, 1). A tuple field
+  is checked item by item; None passes (an unset optional setting).
+  """
+  rules = [(at_least_zero, lambda v: v >= 0, "≥ 0"), (positive, lambda v: v > 0, "> 0"),
+           (fraction, lambda v: 0 <= v <= 1, "in [0, 1]"), (below_one, lambda v: 0 <= v < 1, "in [0, 1)")]
+  bad = []
+  for names, ok, text in rules:
+    for name in names:
+      value = getattr(obj, name)
+      items = value if isinstance(value, tuple) else (value,)
+      if value is not None and not all(ok(v) for v in items):
+        bad.append(f"{name}={value} (must be {text})")
+  if bad:
+    raise ConfigError(f"setting(s) out of range: {'; '.join(bad)}")
+
+
 def apply_overrides(obj, overrides: dict[str, str]):
   """Returns a copy of dataclass `obj` with the overrides that name its fields; unknown keys ignored."""
   fields = {f.name: f for f in dataclasses.fields(obj)}

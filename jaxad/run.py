@@ -29,7 +29,7 @@ class RunConfig:
   model: str = "supersimplenet"
   data: str = "embedded"
   # layout options of `read_dataset` (format, normal_dir, abnormal_dir, mask_dir, mask_suffix, normal_test_dir,
-  # num_segmented, supervised): the dataset flags of `jaxad fit`, or an experiment file's run section
+  # num_segmented, segmented_percent, supervised): the dataset flags of `jaxad fit`, or an experiment file's run section
   data_options: dict = dataclasses.field(default_factory=dict)
   categories: tuple[str, ...] = ()  # empty: every category of the dataset
   workdir: str = "runs/default"
@@ -54,20 +54,26 @@ def list_categories(data: str, data_options: dict | None = None) -> list[str]:
   return _list(data, **(data_options or {}))
 
 
-def build_static(model: str, overrides: dict[str, str], base=None):
+def build_static(model: str, overrides: dict[str, str], base=None, *, check_hparams: bool = True):
+  """(method, resolved static, hparams) of `model` with `overrides`; a sweep checks its members' hparams itself."""
   method = get_method(model)
   static = config_lib.apply_overrides(base or method.static_cls(), overrides)
   static = method.resolve(static)
   hp = config_lib.apply_overrides(method.default_hparams(static), overrides)
+  if check_hparams:
+    method.check_hparams(hp)
   return method, static, hp
 
 
 def load_splits(run: RunConfig, method, static, category: str | None) -> dict:
   """The train, validation and test splits of one category, preprocessed for `static`."""
-  from jaxad.train.data import load_split  # the data pipeline (grain) only where splits are read from a dataset
+  from jaxad.train.data import check_train_labels, load_split  # grain only where splits are read from a dataset
   prep = method.preprocessing(static)
   kw = dict(val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress, **run.data_options)
-  return {"train": load_split(run.data, category, "train", static.image_size, prep, **kw),
+  train = load_split(run.data, category, "train", static.image_size, prep, **kw)
+  check_train_labels(train, supervised=getattr(static, "supervised", None), model=method.name, data_spec=run.data,
+                     category=category)
+  return {"train": train,
           "validation": load_split(run.data, category, "validation", static.image_size, prep, **kw),
           "test": load_split(run.data, category, "test", static.image_size, prep, with_components=True, **kw)}
 

@@ -1,6 +1,7 @@
 """Dataset readers, summary, contact sheet and `jaxad data` on tiny fake datasets of each layout."""
 
 import csv
+import os
 import sys
 import types
 
@@ -15,50 +16,34 @@ from jaxad.data.readers import detect_format, list_categories, read_dataset
 from jaxad.data.summary import dataset_summary, format_summary
 from jaxad.errors import ConfigError, DataError
 
-SIZE = (12, 16)  # (H, W) of every fake image
-
-
-def _image(path, seed=0, size=SIZE):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-  return path
-
-
-def _mask(path, boxes, value=255, size=SIZE):
-  """A mask PNG with `value` inside each (top, left, bottom, right) box."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  mask = np.zeros(size, np.uint8)
-  for top, left, bottom, right in boxes:
-    mask[top:bottom, left:right] = value
-  Image.fromarray(mask).save(path)
-  return path
+from fake_datasets import SIZE, pickle_file, sensum, write_image, write_mask
 
 
 def _mvtec(root, categories=("bottle", "cable"), n_train=10, defects=("crack", "hole")):
   for category in categories:
     base = root / category
     for i in range(n_train):
-      _image(base / "train" / "good" / f"{i:03d}.png", i)
+      write_image(base / "train" / "good" / f"{i:03d}.png", i)
     for i in range(2):
-      _image(base / "test" / "good" / f"{i:03d}.png", 100 + i)
+      write_image(base / "test" / "good" / f"{i:03d}.png", 100 + i)
     for defect in defects:
       for i in range(2):
-        _image(base / "test" / defect / f"{i:03d}.png", 200 + i)
-        _mask(base / "ground_truth" / defect / f"{i:03d}_mask.png", [(1, 1, 4, 5)])
+        write_image(base / "test" / defect / f"{i:03d}.png", 200 + i)
+        write_mask(base / "ground_truth" / defect / f"{i:03d}_mask.png", [(1, 1, 4, 5)])
   return root
 
 
 def _loco(root):
   base = root / "juice_bottle"
   for i in range(4):
-    _image(base / "train" / "good" / f"{i:03d}.png", i)
+    write_image(base / "train" / "good" / f"{i:03d}.png", i)
   for i in range(2):
-    _image(base / "validation" / "good" / f"{i:03d}.png", 10 + i)
-    _image(base / "test" / "good" / f"{i:03d}.png", 20 + i)
+    write_image(base / "validation" / "good" / f"{i:03d}.png", 10 + i)
+    write_image(base / "test" / "good" / f"{i:03d}.png", 20 + i)
   for defect in ("logical_anomalies", "structural_anomalies"):
-    _image(base / "test" / defect / "000.png", 30)
-    _mask(base / "ground_truth" / defect / "000" / "000.png", [(0, 0, 2, 2)])
-    _mask(base / "ground_truth" / defect / "000" / "001.png", [(8, 10, 12, 16)], value=134)
+    write_image(base / "test" / defect / "000.png", 30)
+    write_mask(base / "ground_truth" / defect / "000" / "000.png", [(0, 0, 2, 2)])
+    write_mask(base / "ground_truth" / defect / "000" / "001.png", [(8, 10, 12, 16)], value=134)
   return root
 
 
@@ -67,14 +52,14 @@ def _visa(root, labels=None):
   for category in ("candle", "pcb1"):
     for i in range(5):
       rows.append((category, "train", "normal", f"{category}/Data/Images/Normal/{i:04d}.JPG", ""))
-      _image(root / category / "Data" / "Images" / "Normal" / f"{i:04d}.JPG", i)
+      write_image(root / category / "Data" / "Images" / "Normal" / f"{i:04d}.JPG", i)
     rows.append((category, "test", "normal", f"{category}/Data/Images/Normal/0100.JPG", ""))
-    _image(root / category / "Data" / "Images" / "Normal" / "0100.JPG", 100)
+    write_image(root / category / "Data" / "Images" / "Normal" / "0100.JPG", 100)
     for i, value in enumerate((1, 255)):  # VisA masks mark defects with 1 or 255
       rows.append((category, "test", (labels or "anomaly"), f"{category}/Data/Images/Anomaly/{i:03d}.JPG",
                    f"{category}/Data/Masks/Anomaly/{i:03d}.png"))
-      _image(root / category / "Data" / "Images" / "Anomaly" / f"{i:03d}.JPG", 200 + i)
-      _mask(root / category / "Data" / "Masks" / "Anomaly" / f"{i:03d}.png", [(2, 2, 5, 5)], value=value)
+      write_image(root / category / "Data" / "Images" / "Anomaly" / f"{i:03d}.JPG", 200 + i)
+      write_mask(root / category / "Data" / "Masks" / "Anomaly" / f"{i:03d}.png", [(2, 2, 5, 5)], value=value)
   (root / "split_csv").mkdir(parents=True)
   with open(root / "split_csv" / "1cls.csv", "w", newline="") as f:
     csv.writer(f).writerows(rows)
@@ -84,18 +69,18 @@ def _visa(root, labels=None):
 def _ksdd2(root, n_train_pos=5):
   for split, n_neg, n_pos in (("train", 8, n_train_pos), ("test", 3, 2)):
     for i in range(n_neg + n_pos):
-      _image(root / split / f"{10000 + i}.png", i)
-      _mask(root / split / f"{10000 + i}_GT.png", [(3, 3, 6, 9)] if i >= n_neg else [])
+      write_image(root / split / f"{10000 + i}.png", i)
+      write_mask(root / split / f"{10000 + i}_GT.png", [(3, 3, 6, 9)] if i >= n_neg else [])
   return root
 
 
 def _folder_dataset(root):
   """10 normal images in ok/, 3 anomalous ones in ng/ with masks gt/<stem>_mask.png."""
   for i in range(10):
-    _image(root / "ok" / f"n{i}.png", i)
+    write_image(root / "ok" / f"n{i}.png", i)
   for i in range(3):
-    _image(root / "ng" / f"a{i}.png", 50 + i)
-    _mask(root / "gt" / f"a{i}_mask.png", [(0, 0, 3, 3)])
+    write_image(root / "ng" / f"a{i}.png", 50 + i)
+    write_mask(root / "gt" / f"a{i}_mask.png", [(0, 0, 3, 3)])
   return root
 
 
@@ -232,6 +217,63 @@ def test_ksdd2_mixed_supervision_is_seeded(tmp_path):
     read_dataset(root, num_segmented=9)
 
 
+# ----------------------------------------------------------------------------- SensumSODF
+
+
+def test_sensum_reads_the_fold_split_files(tmp_path):
+  root = sensum(tmp_path)
+  assert detect_format(root) == "sensum"
+  assert list_categories(root) == ["capsule_0", "capsule_1", "softgel_0", "softgel_1"]
+  splits = read_dataset(root, category="softgel_1", val_fraction=0.25, seed=3)
+  train_and_val = splits["train"] + splits["validation"]
+  assert sorted(_files(train_and_val)) == sorted(
+      [f"softgel/negative/data/{i:03d}.png" for i in range(8)] + [f"softgel/positive/data/{i:03d}.png" for i in range(4)])
+  assert len(splits["validation"]) == 2 and all(r.label == 0 for r in splits["validation"])
+  assert _files(splits["test"]) == ["softgel/positive/data/004.png", "softgel/positive/data/005.png",
+                                    "softgel/negative/data/008.png", "softgel/negative/data/009.png"]
+  positive = next(r for r in splits["test"] if r.label == 1)
+  assert positive.mask_paths == (str((root / "softgel/positive/annotation/004.png").resolve()),)
+  assert load_sample(positive)["mask"].sum() == 3 * 5
+  unsupervised = read_dataset(root, category="softgel_1", supervised=False)
+  assert all(r.label == 0 for r in unsupervised["train"]) and unsupervised["test"] == splits["test"]
+
+
+def test_sensum_segmented_percent_picks_the_split_file_and_weakly_labels(tmp_path):
+  root = sensum(tmp_path)
+  positives = [r for r in read_dataset(root, category="capsule_0", segmented_percent=50)["train"] if r.label == 1]
+  assert [r.is_segmented for r in positives] == [True, True, False, False]
+  assert all(r.mask_paths == () for r in positives if not r.is_segmented)
+  with pytest.raises(DataError, match=r"pos_30\.pckl does not exist \(segmented_percent=30\); .* has segmented "
+                     r"percents \[50, 100\]"):
+    read_dataset(root, category="capsule_0", segmented_percent=30)
+  with pytest.raises(ConfigError, match="segmented_percent applies to supervised training only"):
+    read_dataset(root, category="capsule_0", segmented_percent=50, supervised=False)
+
+
+def test_sensum_bad_input_names_the_file(tmp_path):
+  root = sensum(tmp_path, objects=("capsule",))
+  with pytest.raises(DataError, match=r"unknown category 'capsule' .*e\.g\. capsule_0\); available: capsule_0, capsule_1"):
+    read_dataset(root, category="capsule")
+  with pytest.raises(DataError, match="holds 2 categories; choose one of: capsule_0, capsule_1"):
+    read_dataset(root)
+  split = root / "sensum_splits" / "capsule" / "0" / "train"
+  pickle_file(split / "neg.pckl", [(1, True), os.getcwd])  # a function: a pickle that could run code
+  with pytest.raises(DataError, match=r"neg\.pckl cannot be read: it refers to (posix|nt)\.getcwd"):
+    read_dataset(root, category="capsule_0")
+  pickle_file(split / "neg.pckl", {"ids": [1, 2]})
+  with pytest.raises(DataError, match=r"neg\.pckl holds a dict, expected a list of \(sample id, is_segmented\) pairs"):
+    read_dataset(root, category="capsule_0")
+  pickle_file(split / "neg.pckl", [(1, True), (2.5, True)])
+  with pytest.raises(DataError, match=r"neg\.pckl: entry 1 is \(2\.5, True\), expected a \(sample id"):
+    read_dataset(root, category="capsule_0")
+  (split / "neg.pckl").write_bytes(b"not a pickle")
+  with pytest.raises(DataError, match=r"neg\.pckl cannot be read"):
+    read_dataset(root, category="capsule_0")
+  pickle_file(split / "neg.pckl", [(1, True), (42, True)])
+  with pytest.raises(DataError, match=r"list negative sample 42 of capsule, but .*negative/data/042\.png does not exist"):
+    read_dataset(root, category="capsule_0")
+
+
 # ----------------------------------------------------------------------------- Folder
 
 
@@ -251,8 +293,8 @@ def test_folder_layout_with_masks_and_seeded_test_split(tmp_path):
 
 def test_folder_with_normal_test_dir(tmp_path):
   for i in range(4):
-    _image(tmp_path / "train_ok" / f"{i}.png", i)
-    _image(tmp_path / "test_ok" / f"{i}.png", 10 + i)
+    write_image(tmp_path / "train_ok" / f"{i}.png", i)
+    write_image(tmp_path / "test_ok" / f"{i}.png", 10 + i)
   splits = read_dataset(tmp_path, normal_dir="train_ok", normal_test_dir="test_ok", val_fraction=0.25)
   assert [len(splits[s]) for s in ("train", "validation", "test")] == [3, 1, 4]
   assert all(r.file_name.startswith("test_ok/") for r in splits["test"])

@@ -62,3 +62,27 @@ def test_jims_dilates_masks_and_adds_weights():
   icpr = cfg.resolve(dataclasses.replace(cfg.Static(supervised=True), variant="icpr"))
   plain, _ = prepare_train(icpr, _split(), data_seed=0)
   assert plain.loss_weight is None and plain.mask[0].sum() == 4
+
+
+def test_supervised_fit_on_a_sensum_fold_end_to_end(tmp_path, capsys):
+  """`jaxad fit` with the Sensum experiment (JIMS: dilation, distance weights, flips) on a fake fold, then `test`."""
+  import json
+
+  from fake_datasets import sensum
+  from jaxad.cli import main
+  root = sensum(tmp_path / "SensumSODF", objects=("capsule",), folds=("0",), size=(40, 24))
+  workdir = tmp_path / "run"
+  tiny = ["backbone=tiny_test", "backbone_weights=random", "image_size=40,24", "batch_size=4", "seg_hidden=8",
+          "cls_hidden=4"]
+  args = ["fit", "--config", "experiments/supersimplenet_sensum.py:jims", "--data", str(root), "--category",
+          "capsule_0", "--workdir", str(workdir), "--no-progress", "--max-steps", "2", "--segmented-percent", "50"]
+  assert main(args + [arg for setting in tiny for arg in ("--set", setting)]) == 0
+  record = json.loads((workdir / "capsule_0" / "config.json").read_text())
+  assert record["static"]["supervised"] and record["static"]["dilate"] == 7 and record["static"]["flips"]
+  assert record["run"]["data_options"] == {"segmented_percent": 50}
+  assert record["n_train"] == 11  # 8 normal − 1 held out for validation + 4 defective (2 weakly labelled)
+  report = json.loads((workdir / "capsule_0" / "report.json").read_text())
+  assert 0.0 <= report[0]["image_auroc"] <= 1.0 and 0.0 <= report[0]["pixel_auroc"] <= 1.0
+  assert main(["test", "--workdir", str(workdir)]) == 0
+  again = json.loads((workdir / "capsule_0" / "test_report.json").read_text())
+  assert again[0]["image_auroc"] == report[0]["image_auroc"]

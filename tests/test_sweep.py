@@ -122,7 +122,7 @@ def _preprocessing(static):
 
 
 METHOD = Method(name="toy_sweep", static_cls=ToyStatic, hparams_cls=ToyHparams, resolve=lambda s: s,
-                default_hparams=lambda s: ToyHparams(), preprocessing=_preprocessing,
+                default_hparams=lambda s: ToyHparams(), check_hparams=lambda hp: None, preprocessing=_preprocessing,
                 steps_per_epoch=lambda s, n: max(n // s.batch_size, 1),
                 total_steps=lambda s, n: s.epochs * max(n // s.batch_size, 1), make_frozen=_frozen, init=_init,
                 train_step=_train_step, predict=_predict)

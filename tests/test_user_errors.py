@@ -167,3 +167,50 @@ def test_tfds_builds_refuse_layout_options():
   from jaxad.data.sources import make_source
   with pytest.raises(ConfigError, match=r"layout options \['normal_dir'\] do not apply to a TFDS build"):
     make_source("tfds:mvtec_ad/bottle", None, "train", normal_dir="ok")
+
+
+@pytest.mark.parametrize("model, settings, match", [
+    ("supersimplenet", {"noise_std": "-1"}, r"noise_std=-1\.0 \(must be ≥ 0\)"),
+    ("supersimplenet", {"perlin_threshold": "1.5", "lr_heads": "nan"}, r"lr_heads=nan .*perlin_threshold=1\.5"),
+    ("supersimplenet", {"clip_grad_norm": "-5"}, r"clip_grad_norm=-5\.0 \(must be > 0\)"),
+    ("supersimplenet", {"perlin_p_empty": "1.7", "lr_milestones": "0.8,1.2"}, r"perlin_p_empty=1\.7.*lr_milestones"),
+    ("efficient_ad", {"p_hard": "1.5", "map_scale": "0"}, r"map_scale=0\.0 \(must be > 0\); p_hard=1\.5"),
+    ("efficient_ad", {"quantile_a": "0.99", "quantile_b": "0.99"}, "quantile_a must be below quantile_b"),
+    ("efficient_ad", {"aug_min": "1.5", "aug_max": "0.5"}, "aug_min must not exceed aug_max"),
+    ("efficient_ad", {"dropout": "1.0"}, r"dropout=1\.0 \(must be in \[0, 1\)\)"),
+    ("simplenet", {"margin": "-5", "lr_dsc": "-1e-3"}, r"margin=-5\.0.*lr_dsc=-0\.001"),
+])
+def test_settings_out_of_range_are_refused(model, settings, match):
+  from jaxad.run import build_static
+  with pytest.raises(ConfigError, match=match):
+    build_static(model, settings)
+
+
+def test_sweep_members_out_of_range_are_refused_before_training(tmp_path, capsys):
+  args = ["sweep", "--model", "supersimplenet", "--grid", "noise_std=0.01,-0.01", "--workdir", str(tmp_path / "w")]
+  assert main(args) == 2
+  assert "noise_std=-0.01 (must be ≥ 0)" in capsys.readouterr().err
+  assert not (tmp_path / "w").exists()
+
+
+def test_train_labels_must_fit_the_protocol(tmp_path):
+  """Unsupervised methods refuse anomalous training images (KSDD2 / Sensum keep them); supervised needs them."""
+  from fake_datasets import sensum
+  from jaxad.errors import DataError
+  from jaxad.run import RunConfig, build_static, load_splits
+  root = sensum(tmp_path / "sensum", objects=("capsule",), folds=("0",))
+  run = RunConfig(data=str(root), workdir=str(tmp_path / "w"), progress=False)
+  for model, settings, match in [
+      ("efficient_ad", {"image_size": "64"}, r"holds 4 anomalous images, but efficient_ad trains on normal images "
+                                             r"only: pass --unsupervised to leave them out$"),
+      ("supersimplenet", {"backbone": "tiny_test"}, r"supersimplenet with supervised=false .* --set supervised=true")]:
+    method, static, _ = build_static(model, settings)
+    with pytest.raises(DataError, match=match):
+      load_splits(run, method, static, "capsule_0")
+  method, static, _ = build_static("supersimplenet", {"backbone": "tiny_test", "supervised": "true"})
+  splits = load_splits(run, method, static, "capsule_0")
+  assert splits["train"].label.sum() == 4
+  unsupervised = RunConfig(data=str(root), workdir=str(tmp_path / "w"), progress=False,
+                           data_options={"supervised": False})
+  with pytest.raises(DataError, match="has no anomalous images, but supervised=true trains on them"):
+    load_splits(unsupervised, method, static, "capsule_0")

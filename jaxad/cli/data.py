@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-FORMAT_CHOICES = ("auto", "mvtec", "mvtec_loco", "visa", "ksdd2", "folder", "embedded")
+FORMAT_CHOICES = ("auto", "mvtec", "mvtec_loco", "visa", "ksdd2", "sensum", "folder", "embedded")
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,14 +23,16 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
-  """The dataset layout flags (format, KSDD2 and folder options), shared with `jaxad fit` and `jaxad sweep`."""
+  """The dataset layout flags (format, KSDD2, SensumSODF and folder options), shared with `fit` and `sweep`."""
   parser.add_argument("--format", default="auto", choices=FORMAT_CHOICES,
                       help="dataset layout (default: detect it; 'folder' needs --normal-dir)")
-  ksdd2 = parser.add_argument_group("KSDD2 options")
-  ksdd2.add_argument("--unsupervised", action="store_true",
-                     help="KSDD2: keep only normal images in train (default: anomalous ones stay, supervised)")
-  ksdd2.add_argument("--num-segmented", type=int, default=None,
-                     help="KSDD2 mixed supervision: training positives that keep their masks (default: all)")
+  supervision = parser.add_argument_group("KSDD2 and SensumSODF options")
+  supervision.add_argument("--unsupervised", action="store_true",
+                           help="keep only normal images in train (default: anomalous ones stay, supervised)")
+  supervision.add_argument("--num-segmented", type=int, default=None,
+                           help="KSDD2 mixed supervision: training positives that keep their masks (default: all)")
+  supervision.add_argument("--segmented-percent", type=int, default=None,
+                           help="SensumSODF mixed supervision: read the split file pos_<percent>.pckl (default: 100)")
   folder = parser.add_argument_group("folder options (format 'folder', paths relative to the dataset root)")
   folder.add_argument("--normal-dir", default=None, help="folder of normal images")
   folder.add_argument("--abnormal-dir", default=None, help="folder of anomalous test images")
@@ -45,7 +47,7 @@ def layout_options(args: argparse.Namespace) -> dict:
   options = {} if args.format == "auto" else {"format": args.format}
   if args.unsupervised:
     options["supervised"] = False
-  flags = ("num_segmented", "normal_dir", "abnormal_dir", "mask_dir", "mask_suffix", "normal_test_dir")
+  flags = ("num_segmented", "segmented_percent", "normal_dir", "abnormal_dir", "mask_dir", "mask_suffix", "normal_test_dir")
   options.update({name: getattr(args, name) for name in flags if getattr(args, name) is not None})
   return options
 

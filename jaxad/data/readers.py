@@ -16,6 +16,9 @@ Layouts:
   (as anomalib's converted VisA layout); masks are nonzero where defective.
 * KSDD2: `train/*.png`, `test/*.png`, each with a `<stem>_GT.png` mask; an image is
   anomalous when its mask has a nonzero pixel (SuperSimpleNet supervised protocol, §3.9).
+* SensumSODF: `<object>/{negative,positive}/data/NNN.png`, masks `positive/annotation/`,
+  and the SuperSimpleNet authors' 3-fold split files `sensum_splits/` (jaxad.data.sensum);
+  a category is an object and a fold, e.g. `capsule_0`.
 * Folder (like anomalib's Folder): a normal folder, optional abnormal, mask and normal-test
   folders.
 
@@ -39,11 +42,12 @@ import math
 import os
 from pathlib import Path
 
+from jaxad.data import sensum
 from jaxad.data.images import load_mask_file
 from jaxad.data.records import SampleRef
 from jaxad.errors import ConfigError, DataError
 
-FORMATS = ("auto", "mvtec", "mvtec_loco", "visa", "ksdd2", "folder", "embedded")
+FORMATS = ("auto", "mvtec", "mvtec_loco", "visa", "ksdd2", "sensum", "folder", "embedded")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 GOOD = "good"
 VISA_SPLIT_CSV = Path("split_csv") / "1cls.csv"
@@ -55,6 +59,7 @@ _FORMAT_OPTIONS = {
     "mvtec_loco": (),
     "visa": (),
     "ksdd2": ("supervised", "num_segmented"),
+    "sensum": ("supervised", "segmented_percent"),
     "folder": ("normal_dir", "abnormal_dir", "mask_dir", "normal_test_dir", "mask_suffix",
                "normal_test_fraction"),
 }
@@ -345,6 +350,59 @@ def read_ksdd2(root: str | os.PathLike, *, val_fraction: float = 0.1, seed: int 
   return _finish(train, splits["test"], None, val_fraction=val_fraction, seed=seed, val_from_test=val_from_test)
 
 
+# ----------------------------------------------------------------------------- SensumSODF
+
+
+def read_sensum(root: str | os.PathLike, category: str, *, val_fraction: float = 0.1, seed: int = 0,
+                val_from_test: bool = False, supervised: bool = True, segmented_percent: int | None = None) -> Splits:
+  """Reads one object and fold of SensumSODF through the SSN authors' split files (jaxad.data.sensum).
+
+  Args:
+    root: the SensumSODF root (holds `capsule/`, `softgel/` and `sensum_splits/`).
+    category: `<object>_<fold>`, e.g. "capsule_0".
+    val_fraction, seed, val_from_test: as for the other readers (validation is held out
+      from the fold's normal training images).
+    supervised: keep the defective images in train (SuperSimpleNet's supervised protocol);
+      when False, train keeps only normal images (test unchanged).
+    segmented_percent: which training positives file to read, `pos_<percent>.pckl`; the
+      positives it marks unsegmented are weakly labelled (image label only, no mask). None:
+      100, the papers' supervised setting. (The ICPR reader drops unsegmented positives
+      instead; JIMS keeps them as weak labels, as here.)
+
+  The test split holds the positives `pos.pckl` marks segmented, as the official reader.
+
+  Raises:
+    DataError: a missing or unreadable split file, or a listed image or mask that is missing.
+    ConfigError: `segmented_percent` outside [0, 100], or set without supervision.
+  """
+  base = Path(root)
+  _check_fraction("val_fraction", val_fraction)
+  if segmented_percent is not None and not supervised:
+    raise ConfigError("segmented_percent applies to supervised training only (supervised=False was given)")
+  percent = 100 if segmented_percent is None else segmented_percent
+  if not 0 <= percent <= 100:
+    raise ConfigError(f"segmented_percent must be in [0, 100], got {segmented_percent}")
+  obj, fold = sensum.parse_category(base, category)
+  splits: dict[str, list[SampleRef]] = {}
+  for split in ("train", "test"):
+    negatives, positives = sensum.split_entries(base, obj, fold, split, percent)
+    refs = [_normal_ref(sensum.image_file(base, obj, False, i), base, split) for i, _ in negatives]
+    if split == "test":
+      positives = [(i, True) for i, segmented in positives if segmented]
+    elif not supervised:
+      positives = []
+    for i, segmented in positives:
+      image = sensum.image_file(base, obj, True, i)
+      masks = (sensum.image_file(base, obj, True, i, annotation=True),) if segmented else ()
+      refs.append(_anomalous_ref(image, base, split, "defect", masks, is_segmented=segmented))
+    splits[split] = refs
+  if not any(r.label == 0 for r in splits["train"]):
+    raise DataError(f"the SensumSODF split files of {category} in {base / sensum.SPLITS_DIR} list no normal "
+                    f"training images")
+  return _finish(splits["train"], splits["test"], None, val_fraction=val_fraction, seed=seed,
+                 val_from_test=val_from_test)
+
+
 # ----------------------------------------------------------------------------- Folder
 
 
@@ -430,7 +488,7 @@ def _check_root(root: str | os.PathLike) -> Path:
 
 
 def detect_format(root: str | os.PathLike) -> str:
-  """Guesses the layout of `root`: "visa", "ksdd2", "mvtec_loco" or "mvtec".
+  """Guesses the layout of `root`: "visa", "sensum", "ksdd2", "mvtec_loco" or "mvtec".
 
   A root may be a whole MVTec / LOCO dataset or a single category folder.
 
@@ -440,6 +498,8 @@ def detect_format(root: str | os.PathLike) -> str:
   root = _check_root(root)
   if (root / VISA_SPLIT_CSV).is_file():
     return "visa"
+  if sensum.is_sensum_root(root):
+    return "sensum"
   if (root / "train").is_dir() and any(
       p.stem.endswith(KSDD2_MASK_SUFFIX) for p in _list_images(root / "train")):
     return "ksdd2"
@@ -448,7 +508,8 @@ def detect_format(root: str | os.PathLike) -> str:
     return "mvtec_loco" if any((p / "validation").is_dir() for p in candidates) else "mvtec"
   raise DataError(
       f"cannot tell the layout of dataset root {root}: expected MVTec AD (<category>/train/good), MVTec LOCO "
-      f"(<category>/validation/good), VisA ({VISA_SPLIT_CSV}) or KSDD2 (train/*{KSDD2_MASK_SUFFIX}.png); "
+      f"(<category>/validation/good), VisA ({VISA_SPLIT_CSV}), SensumSODF ({sensum.SPLITS_DIR}/) or KSDD2 "
+      f"(train/*{KSDD2_MASK_SUFFIX}.png); "
       f"pass the format explicitly (format 'folder' with normal_dir=... for plain folders)")
 
 
@@ -469,6 +530,8 @@ def list_categories(root: str | os.PathLike, format: str = "auto", **options) ->
   fmt = _resolve_format(root, format, options)
   if fmt == "visa":
     return sorted({row["object"] for _, row in _visa_rows(root)})
+  if fmt == "sensum":
+    return sensum.list_categories(root)
   if fmt in ("mvtec", "mvtec_loco"):
     if _is_category_root(root):
       return [root.name]
@@ -510,7 +573,7 @@ def read_dataset(root: str | os.PathLike, *, format: str = "auto", category: str
     val_fraction: fraction of normal training images held out for validation (not LOCO).
     seed: seed of every seeded choice (validation, KSDD2 `num_segmented`, Folder test split).
     val_from_test: validation = copy of test (anomalib SAME_AS_TEST); callers must report it.
-    **options: layout-specific options (`read_ksdd2`, `read_folder`).
+    **options: layout-specific options (`read_ksdd2`, `read_sensum`, `read_folder`).
 
   Returns:
     {"train": [...], "validation": [...], "test": [...]}, each sorted by (defect type, file name).
@@ -532,6 +595,9 @@ def read_dataset(root: str | os.PathLike, *, format: str = "auto", category: str
     return read_mvtec_loco(_category_root(root, fmt, category), **common)
   if fmt == "visa":
     return read_visa(root, _choose_category(root, fmt, category), **common)
+  if fmt == "sensum":
+    category = category if category is not None else _choose_category(root, fmt, None)
+    return read_sensum(root, category, **common, **options)  # its own message for an unknown category
   if category is not None:
     raise DataError(f"{fmt} dataset {root} has no categories, got category {category!r}")
   if fmt == "ksdd2":

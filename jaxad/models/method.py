@@ -6,6 +6,7 @@ all members. `static` is hashable (a jit static argument); `hp` is a pytree of s
 
   resolve(static) -> static                       fills derived defaults, validates
   default_hparams(static) -> hp
+  check_hparams(hp) -> None                       range checks of one member's scalars (ConfigError)
   preprocessing(static) -> dict                   image size and resize semantics for the data pipeline
   steps_per_epoch(static, n_train) -> int;  total_steps(static, n_train) -> int
   make_frozen(static) -> (features_fn, frozen_vars)   features_fn(frozen_vars, images_BxHxWx3) -> feats
@@ -40,6 +41,7 @@ class Method:
   hparams_cls: type
   resolve: Callable
   default_hparams: Callable
+  check_hparams: Callable
   preprocessing: Callable
   steps_per_epoch: Callable
   total_steps: Callable

@@ -101,8 +101,10 @@ def expand(method, base_overrides: dict[str, str], grid: dict[str, list[str]], b
       static, base_hparams[svals] = build_static({**base_overrides, **dict(svals)})
       _check_tuple_lengths(method.static_cls(), static, dict(svals))
       points[svals] = Point(len(points), dict(svals), static, [], [])
+    hp = config_lib.apply_overrides(base_hparams[svals], dict(dvals))
+    method.check_hparams(hp)
     points[svals].members.append(Member(index, svals, dvals))
-    points[svals].hparams.append(config_lib.apply_overrides(base_hparams[svals], dict(dvals)))
+    points[svals].hparams.append(hp)
   return list(points.values())
 
 

@@ -40,3 +40,23 @@ def load_split(data_spec: str, category: str | None, split: str, image_size, pre
       file_name=[str(s["file_name"]) for s in samples],
       defect_type=[str(s["defect_type"]) for s in samples],
   )
+
+
+def check_train_labels(train: SplitData, *, supervised: bool | None, model: str, data_spec: str,
+                       category: str | None) -> None:
+  """Refuses a train split whose labels do not fit the method's protocol, before any training.
+
+  An unsupervised method would learn anomalous training images as normal (KSDD2 and
+  SensumSODF keep their defects in train unless `--unsupervised`); a supervised one needs them.
+  `supervised` is the method's setting, None for methods without a supervised protocol.
+  """
+  where = f"the train split of {data_spec!r}" + (f" (category {category!r})" if category else "")
+  n_anomalous = int(np.sum(train.label == 1))
+  if n_anomalous and not supervised:
+    who = model if supervised is None else f"{model} with supervised=false"
+    hint = "" if supervised is None else " (or --set supervised=true for the supervised protocol)"
+    raise DataError(f"{where} holds {n_anomalous} anomalous images, but {who} trains on normal images only: "
+                    f"pass --unsupervised to leave them out{hint}")
+  if supervised and not n_anomalous:
+    raise DataError(f"{where} has no anomalous images, but supervised=true trains on them (KSDD2 and SensumSODF "
+                    f"keep defects in train; MVTec AD and VisA have them in test only)")

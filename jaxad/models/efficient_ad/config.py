@@ -35,7 +35,6 @@ class Static:
   lr_decay_fraction: float = 0.95  # StepLR step_size = int(0.95 · train_steps), γ = 0.1
   lr_decay_gamma: float = 0.1  # StepLR factor
   dropout: float = 0.2  # decoder dropout rate, active only in training (nelson and anomalib)
-  hard_loss_max_elems: int = 2 ** 24  # anomalib random-subsamples d_ST above this (torch.quantile limit)
   teacher: str | None = None  # registry name, weights file (anomalib .pth or `jaxad distill` output) or "random";
   #   None = "efficientad_teacher_<size>" (anomalib's release of nelson's teachers)
   teacher_stats: str = "nelson"  # μ/σ of the teacher outputs: "nelson" (two passes) or "anomalib" (Σy, Σy²)
@@ -91,7 +90,20 @@ def validate(static: Static) -> Static:
     raise ConfigError(f"these settings must be positive: {bad}")
   if not 0.0 < static.lr_decay_fraction <= 1.0:
     raise ConfigError(f"lr_decay_fraction must be in (0, 1], got {static.lr_decay_fraction}")
+  config_lib.check_ranges(static, positive=("out_channels",), at_least_zero=("lr_decay_gamma",),
+                          below_one=("dropout",))
   return static
+
+
+def check_hparams(hp: Hparams) -> None:
+  """Range checks of one member's scalars (raises ConfigError)."""
+  config_lib.check_ranges(hp, at_least_zero=("lr", "weight_decay", "weight_st", "weight_ae", "aug_min", "aug_max"),
+                          positive=("map_scale",), fraction=("p_hard", "quantile_a", "quantile_b"))
+  if not hp.quantile_a < hp.quantile_b:
+    raise ConfigError(f"quantile_a must be below quantile_b (the map is scaled by 1/(q_b − q_a)), got "
+                      f"{hp.quantile_a} and {hp.quantile_b}")
+  if not hp.aug_min <= hp.aug_max:
+    raise ConfigError(f"aug_min must not exceed aug_max, got {hp.aug_min} and {hp.aug_max}")
 
 
 def resolve(static: Static) -> Static:

@@ -272,6 +272,7 @@ METHOD = Method(
     hparams_cls=cfg.Hparams,
     resolve=cfg.resolve,
     default_hparams=cfg.default_hparams,
+    check_hparams=cfg.check_hparams,
     preprocessing=preprocessing,
     steps_per_epoch=steps_per_epoch,
     total_steps=total_steps,

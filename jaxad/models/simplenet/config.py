@@ -86,6 +86,11 @@ def resolve(static: Static) -> Static:
   return dataclasses.replace(static, image_size=size, resize_shorter=shorter, layers=tuple(static.layers))
 
 
+def check_hparams(hp: Hparams) -> None:
+  """Range checks of one member's scalars (raises ConfigError)."""
+  config_lib.check_ranges(hp, at_least_zero=("noise_std", "margin", "lr_adaptor", "wd_adaptor", "lr_dsc", "wd_dsc"))
+
+
 def default_hparams(static: Static) -> Hparams:
   """The official MVTec AD values (run.sh)."""
   del static

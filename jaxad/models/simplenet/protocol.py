@@ -122,10 +122,13 @@ def fit_selecting_on_test(method, static, hps_M, train, test, frozen, predict_fn
 
 
 def _load(run, method, static, category, split, **extra):
-  from jaxad.train.data import load_split
-  return load_split(run.data, category, split, static.image_size, method.preprocessing(static),
+  from jaxad.train.data import check_train_labels, load_split
+  data = load_split(run.data, category, split, static.image_size, method.preprocessing(static),
                     val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress,
                     **run.data_options, **extra)
+  if split == "train":
+    check_train_labels(data, supervised=None, model=method.name, data_spec=run.data, category=category)
+  return data
 
 
 def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log):

@@ -39,7 +39,6 @@ class Static:
   flips: bool | None = None  # positives ×4 with flips (supervised)
   dilate: int | None = None  # JIMS supervised: 7×7 dilation of train masks; else 0
   distance_transform: tuple[float, float] | None = None  # JIMS supervised (w, p) = (3, 2)
-  num_segmented: int | None = None  # mixed supervision: positives with masks (None = all)
   perlin_p_empty: float = 0.5  # probability that a sample gets no synthetic anomaly
   perlin_rescale_if_empty: bool = False  # anomalib #2936 fix; not in the official code
   seg_hidden: int = 1024
@@ -95,9 +94,18 @@ def resolve(static: Static) -> Static:
     raise ConfigError(f"these settings must be positive: {bad}")
   if out.blur_kernel % 2 != 1:
     raise ConfigError(f"blur_kernel must be odd, got {out.blur_kernel}")
+  config_lib.check_ranges(out, positive=("seg_hidden", "cls_hidden", "blur_kernel", "blur_sigma", "clip_grad_norm"),
+                          at_least_zero=("dilate", "lr_gamma", "distance_transform"),
+                          fraction=("perlin_p_empty", "lr_milestones"))
   if out.compute_dtype not in COMPUTE_DTYPES:
     raise ConfigError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {out.compute_dtype!r}")
   return out
+
+
+def check_hparams(hp: Hparams) -> None:
+  """Range checks of one member's scalars (raises ConfigError)."""
+  config_lib.check_ranges(hp, at_least_zero=("noise_std", "lr_adaptor", "wd_adaptor", "lr_heads", "wd_heads",
+                                             "trunc_margin", "focal_gamma"), fraction=("perlin_threshold",))
 
 
 def default_hparams(static: Static) -> Hparams:

@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
+from jaxad.errors import DataError
 from jaxad.train.loop import SplitData
 
 _FLIPS = (lambda a: a[:, ::-1], lambda a: a[:, :, ::-1], lambda a: a[:, ::-1, ::-1])  # v, h, 180°
@@ -46,7 +47,7 @@ def prepare_train(static, train: SplitData, data_seed: int):
   pos = np.flatnonzero(train.label == 1)
   neg = np.flatnonzero(train.label == 0)
   if len(pos) == 0:
-    raise ValueError("supervised training needs anomalous images in the train split")
+    raise DataError("supervised training needs anomalous images in the train split")
   masks = train.mask.copy()
   if static.dilate:
     seg_pos = pos[train.is_segmented[pos]]

@@ -1,0 +1,51 @@
+"""Tiny fake datasets in published layouts, written by the tests (no downloads)."""
+
+import pickle
+
+import numpy as np
+from PIL import Image
+
+SIZE = (12, 16)  # (H, W) of every fake image
+
+
+def write_image(path, seed=0, size=SIZE):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+  return path
+
+
+def write_mask(path, boxes, value=255, size=SIZE):
+  """A mask PNG with `value` inside each (top, left, bottom, right) box."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  mask = np.zeros(size, np.uint8)
+  for top, left, bottom, right in boxes:
+    mask[top:bottom, left:right] = value
+  Image.fromarray(mask).save(path)
+  return path
+
+
+def sensum(root, objects=("capsule", "softgel"), folds=("0", "1"), size=SIZE):
+  """Per object: normal ids 0-9, defective ids 0-5 (masks); per fold the train / test lists below."""
+  for obj in objects:
+    for i in range(10):
+      write_image(root / obj / "negative" / "data" / f"{i:03d}.png", i, size)
+    for i in range(6):
+      write_image(root / obj / "positive" / "data" / f"{i:03d}.png", 20 + i, size)
+      write_mask(root / obj / "positive" / "annotation" / f"{i:03d}.png", [(2, 2, 5, 7)], size=size)
+    for fold in folds:
+      split = root / "sensum_splits" / obj / fold
+      for folder in ("train", "test"):
+        (split / folder).mkdir(parents=True)
+      pickle_file(split / "train" / "neg.pckl", [(i, True) for i in range(8)])
+      pickle_file(split / "train" / "pos_100.pckl", [(i, True) for i in range(4)])
+      pickle_file(split / "train" / "pos_50.pckl", [(i, i < 2) for i in range(4)])
+      pickle_file(split / "test" / "neg.pckl", [(8, True), (9, True)])
+      pickle_file(split / "test" / "pos.pckl", [(4, True), (5, True)])
+  return root
+
+
+def pickle_file(path, content):
+  with open(path, "wb") as f:
+    pickle.dump(content, f)
+
+
