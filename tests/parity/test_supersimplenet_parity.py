@@ -358,7 +358,8 @@ def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
   training forward, `SSNLoss` and `configure_optimizers` (its AdamW groups) against jaxad's
   `train_step`. The biases whose shift the next training-mode BatchNorm removes get no gradient, so
   Adam moves them by rounding noise on both sides: the test asserts that gradient is zero and compares
-  them within that noise (the BatchNorm running means follow them: compared relative to their size).
+  them within that noise. The BatchNorm running statistics match to rounding after the first step; later
+  they follow the noise-moved weights, so the final ones are compared relative to their size.
   Adam also magnifies rounding differences wherever a gradient element is near zero, so weights are
   compared at their 99.9th percentile (a wrong learning rate or gradient moves most elements)."""
   import copy
@@ -412,6 +413,13 @@ def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
                              **{k: v.grad.numpy() for k, v in model.named_parameters() if v.grad is not None}})
     optimizer.step()
     np.testing.assert_allclose(float(metrics["loss"]), float(loss.detach()), rtol=1e-4, err_msg=f"step {i}")
+    if i == 0:  # the first forward pass starts from identical weights: its BatchNorm update (momentum,
+      # unbiased variance) must match to float rounding (measured: 2e-8 of the mean, 6e-8 of the variance)
+      first_stats = convert_heads({k: v.detach().numpy() for k, v in model.state_dict().items()})["batch_stats"]
+      for (path, mine), theirs in zip(jax.tree_util.tree_leaves_with_path(state.batch_stats),
+                                      jax.tree.leaves(first_stats)):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=1e-6 * float(np.abs(theirs).max()),
+                                   err_msg=f"step 0 {jax.tree_util.keystr(path)}")
 
   ref = convert_heads({k: v.detach().numpy() for k, v in model.state_dict().items()})
   ours = {"params": state.params, "batch_stats": state.batch_stats}
@@ -428,8 +436,8 @@ def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
     print(f"  {k}: {v}")
   max_move = 2 * steps_n * max(hp.lr_adaptor, hp.lr_heads)  # Adam moves an element by at most ~lr per step
   for name, (top, bulk, scale, grad) in report.items():
-    if grad is None:  # BatchNorm running statistics
-      assert top <= 1e-4 * scale, name
+    if grad is None:  # BatchNorm running statistics: after step 0 they follow weights that Adam's noise moved
+      assert top <= 1e-3 * scale, name  # (below); 3e-4 of the scale on this session's AMD EPYC, < 1e-4 before
     elif grad < 1e-5 * largest:  # no gradient: moved by rounding noise only
       assert name.endswith("['bias']"), name  # only biases in front of a training-mode BatchNorm
       assert top <= max_move, name
