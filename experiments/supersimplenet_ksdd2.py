@@ -7,7 +7,8 @@ Settings: 640×232, supervised (balanced epochs with flips, inverse-frequency ne
 stop-gradient, gradient clipping 1.0, noise not over real defects), Perlin threshold 0.6,
 seed 456654; JIMS adds 7×7 mask dilation and distance-transform loss weights (3, 2) and
 feeds raw features to the classification head. Mixed supervision: `--num-segmented N` keeps the
-masks of a seeded N of the 246 training positives (the others train only the score).
+masks of a seeded N of the 246 training positives (the others train only the score); with N = 0
+the JIMS code lowers the Perlin threshold to 0.2: add `--set perlin_threshold=0.2`.
 """
 
 import os

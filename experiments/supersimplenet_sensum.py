@@ -8,7 +8,8 @@ EXPECTED: paper 5-run means (×100) over both objects × 3 folds: ICPR AP-det 94
 Settings: capsule 320×192, softgel 144×144, one run per object and cross-validation fold (the
 categories capsule_0..2 / softgel_0..2, named as the official script names its runs),
 supervised protocol as KSDD2, Perlin threshold 0.6, seed 456654. Mixed supervision:
-`--segmented-percent P` reads the split file pos_<P>.pckl (weakly labelled positives train only the score).
+`--segmented-percent P` reads the split file pos_<P>.pckl (weakly labelled positives train only the score);
+with P = 0 the JIMS code lowers the Perlin threshold to 0.2: add `--set perlin_threshold=0.2`.
 """
 
 import os

@@ -179,6 +179,7 @@ def test_tfds_builds_refuse_layout_options():
     ("efficient_ad", {"aug_min": "1.5", "aug_max": "0.5"}, "aug_min must not exceed aug_max"),
     ("efficient_ad", {"dropout": "1.0"}, r"dropout=1\.0 \(must be in \[0, 1\)\)"),
     ("simplenet", {"margin": "-5", "lr_dsc": "-1e-3"}, r"margin=-5\.0.*lr_dsc=-0\.001"),
+    ("simplenet", {"resize_shorter": "100"}, r"resize_shorter=100 is below the crop \(288, 288\)"),
 ])
 def test_settings_out_of_range_are_refused(model, settings, match):
   from jaxad.run import build_static

@@ -1,6 +1,6 @@
 """Generic TFDS builder for any layout `jaxad.data.readers.read_dataset` reads.
 
-For datasets without a dedicated builder (MVTec LOCO, KSDD2, plain folders, the embedded
+For datasets without a dedicated builder (MVTec LOCO, KSDD2, SensumSODF, plain folders, the embedded
 dataset). A build is described by a `FolderConfig` made at build time (layout format,
 category, reader options); its name becomes the TFDS config, so different options need
 different config names. The builder is not registered with TFDS (its configs exist only in

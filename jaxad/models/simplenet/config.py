@@ -66,8 +66,9 @@ def resolve(static: Static) -> Static:
   shorter = static.resize_shorter
   if shorter is None:
     shorter = int(round(max(size) * RESIZE_RATIO))
-  if shorter < 1:
-    raise ConfigError(f"resize_shorter must be positive, got {shorter}")
+  if shorter < min(size):
+    raise ConfigError(f"resize_shorter={shorter} is below the crop {size}: the shorter side is resized to "
+                      f"resize_shorter, then the crop is cut from it")
   positive = dict(patchsize=static.patchsize, pretrain_embed_dim=static.pretrain_embed_dim,
                   target_embed_dim=static.target_embed_dim, dsc_hidden=static.dsc_hidden,
                   batch_size=static.batch_size, meta_epochs=static.meta_epochs, gan_epochs=static.gan_epochs)
