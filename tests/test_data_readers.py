@@ -250,6 +250,13 @@ def test_sensum_segmented_percent_picks_the_split_file_and_weakly_labels(tmp_pat
     read_dataset(root, category="capsule_0", segmented_percent=50, supervised=False)
 
 
+def test_sensum_split_files_may_hold_numpy_scalars(tmp_path):
+  root = sensum(tmp_path, objects=("capsule",), folds=("0",))
+  pickle_file(root / "sensum_splits/capsule/0/train/neg.pckl", [(np.int64(i), np.bool_(True)) for i in range(8)])
+  train = read_dataset(root, category="capsule_0", val_fraction=0)["train"]
+  assert sorted(_files(train))[:2] == ["capsule/negative/data/000.png", "capsule/negative/data/001.png"]
+
+
 def test_sensum_bad_input_names_the_file(tmp_path):
   root = sensum(tmp_path, objects=("capsule",))
   with pytest.raises(DataError, match=r"unknown category 'capsule' .*e\.g\. capsule_0\); available: capsule_0, capsule_1"):
