@@ -227,7 +227,8 @@ def test_sensum_reads_the_fold_split_files(tmp_path):
   splits = read_dataset(root, category="softgel_1", val_fraction=0.25, seed=3)
   train_and_val = splits["train"] + splits["validation"]
   assert sorted(_files(train_and_val)) == sorted(
-      [f"softgel/negative/data/{i:03d}.png" for i in range(8)] + [f"softgel/positive/data/{i:03d}.png" for i in range(4)])
+      [f"softgel/negative/data/{i:03d}.png" for i in range(8)]
+      + [f"softgel/positive/data/{i:03d}.png" for i in range(4)])
   assert len(splits["validation"]) == 2 and all(r.label == 0 for r in splits["validation"])
   assert _files(splits["test"]) == ["softgel/positive/data/004.png", "softgel/positive/data/005.png",
                                     "softgel/negative/data/008.png", "softgel/negative/data/009.png"]
@@ -259,7 +260,8 @@ def test_sensum_split_files_may_hold_numpy_scalars(tmp_path):
 
 def test_sensum_bad_input_names_the_file(tmp_path):
   root = sensum(tmp_path, objects=("capsule",))
-  with pytest.raises(DataError, match=r"unknown category 'capsule' .*e\.g\. capsule_0\); available: capsule_0, capsule_1"):
+  with pytest.raises(DataError, match=r"unknown category 'capsule' .*e\.g\. capsule_0\); available: capsule_0, "
+                     r"capsule_1"):
     read_dataset(root, category="capsule")
   with pytest.raises(DataError, match="holds 2 categories; choose one of: capsule_0, capsule_1"):
     read_dataset(root)
@@ -277,7 +279,8 @@ def test_sensum_bad_input_names_the_file(tmp_path):
   with pytest.raises(DataError, match=r"neg\.pckl cannot be read"):
     read_dataset(root, category="capsule_0")
   pickle_file(split / "neg.pckl", [(1, True), (42, True)])
-  with pytest.raises(DataError, match=r"list negative sample 42 of capsule, but .*negative/data/042\.png does not exist"):
+  with pytest.raises(DataError, match=r"list negative sample 42 of capsule, but .*negative/data/042\.png does "
+                     r"not exist"):
     read_dataset(root, category="capsule_0")
 
 

@@ -47,7 +47,8 @@ def layout_options(args: argparse.Namespace) -> dict:
   options = {} if args.format == "auto" else {"format": args.format}
   if args.unsupervised:
     options["supervised"] = False
-  flags = ("num_segmented", "segmented_percent", "normal_dir", "abnormal_dir", "mask_dir", "mask_suffix", "normal_test_dir")
+  flags = ("num_segmented", "segmented_percent", "normal_dir", "abnormal_dir", "mask_dir", "mask_suffix",
+           "normal_test_dir")
   options.update({name: getattr(args, name) for name in flags if getattr(args, name) is not None})
   return options
 

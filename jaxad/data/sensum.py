@@ -28,7 +28,6 @@ from pathlib import Path
 from jaxad.errors import DataError
 
 SPLITS_DIR = "sensum_splits"
-SEGMENTED_PERCENTS = tuple(range(0, 101, 10))
 _ALLOWED_GLOBALS = {("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                     ("_codecs", "encode")}
 _CATEGORY = re.compile(r"^(?P<object>.+)_(?P<fold>\d+)$")
@@ -100,7 +99,7 @@ def parse_category(root: Path, category: str) -> tuple[str, str]:
   if category not in available or match is None:
     hint = ""
     if category in {name.rsplit("_", 1)[0] for name in available}:
-      hint = " (a SensumSODF category is an object and a cross-validation fold, e.g. " + f"{category}_0)"
+      hint = f" (a SensumSODF category is an object and a cross-validation fold, e.g. {category}_0)"
     raise DataError(f"unknown category {category!r} in SensumSODF root {root}{hint}; available: "
                     f"{', '.join(available) or 'none'}")
   return match["object"], match["fold"]
