@@ -66,15 +66,22 @@ def build_static(model: str, overrides: dict[str, str], base=None, *, check_hpar
 
 
 def load_splits(run: RunConfig, method, static, category: str | None) -> dict:
-  """The train, validation and test splits of one category, preprocessed for `static`."""
+  """The train, validation and test splits of one category, preprocessed for `static`.
+
+  With `val_fraction=0` every training image trains (as the SimpleNet and SuperSimpleNet
+  references) and, unless the dataset has its own validation folder, validation is None.
+  """
   from jaxad.train.data import check_train_labels, load_split  # grain only where splits are read from a dataset
   prep = method.preprocessing(static)
   kw = dict(val_fraction=run.val_fraction, seed=run.data_seed, progress=run.progress, **run.data_options)
+  validation = load_split(run.data, category, "validation", static.image_size, prep, allow_empty=run.val_fraction == 0,
+                          **kw)
+  if validation is None and method.calibrate is not None:
+    raise ConfigError(f"{method.name} calibrates on the validation split, so val_fraction must be above 0")
   train = load_split(run.data, category, "train", static.image_size, prep, **kw)
   check_train_labels(train, supervised=getattr(static, "supervised", None), model=method.name, data_spec=run.data,
                      category=category)
-  return {"train": train,
-          "validation": load_split(run.data, category, "validation", static.image_size, prep, **kw),
+  return {"train": train, "validation": validation,
           "test": load_split(run.data, category, "test", static.image_size, prep, with_components=True, **kw)}
 
 
@@ -105,9 +112,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   if method.calibrate is not None:
     states = method.calibrate(static, states, hps_M, val)
     _save_calibrated(workdir, states)
-  val_preds = evaluator.predict_split(predict_fn, states, frozen_vars, val.image, run.eval_batch_size)
-  val_stats = validation_statistics(val_preds)
-  (workdir / "validation.json").write_text(json.dumps(val_stats, indent=2))
+  write_validation_statistics(workdir, predict_fn, states, frozen_vars, val, run.eval_batch_size, log)
 
   test = splits["test"]
   preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
@@ -128,6 +133,15 @@ def _save_calibrated(workdir: Path, states) -> None:
   ckpt.manager.delete(step)
   ckpt.save(step, states, meta)
   ckpt.close()
+
+
+def write_validation_statistics(workdir: Path, predict_fn, states, frozen_vars, val, batch_size: int, log=print):
+  """validation.json (the score thresholds of `predict` and `export`); none without a validation split."""
+  if val is None:
+    log(f"[{workdir.name}] no validation split (val_fraction=0): predict and export give scores without a threshold")
+    return
+  val_preds = evaluator.predict_split(predict_fn, states, frozen_vars, val.image, batch_size)
+  (workdir / "validation.json").write_text(json.dumps(validation_statistics(val_preds), indent=2))
 
 
 def validation_statistics(preds: dict) -> dict:

@@ -80,7 +80,7 @@ def test_supervised_fit_on_a_sensum_fold_end_to_end(tmp_path, capsys):
   record = json.loads((workdir / "capsule_0" / "config.json").read_text())
   assert record["static"]["supervised"] and record["static"]["dilate"] == 7 and record["static"]["flips"]
   assert record["run"]["data_options"] == {"segmented_percent": 50}
-  assert record["n_train"] == 11  # 8 normal − 1 held out for validation + 4 defective (2 weakly labelled)
+  assert record["n_train"] == 12  # 8 normal + 4 defective (2 weakly labelled); val_fraction 0, as the official code
   report = json.loads((workdir / "capsule_0" / "report.json").read_text())
   assert 0.0 <= report[0]["image_auroc"] <= 1.0 and 0.0 <= report[0]["pixel_auroc"] <= 1.0
   assert main(["test", "--workdir", str(workdir)]) == 0

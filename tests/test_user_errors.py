@@ -215,3 +215,8 @@ def test_train_labels_must_fit_the_protocol(tmp_path):
                            data_options={"supervised": False})
   with pytest.raises(DataError, match="has no anomalous images, but supervised=true trains on them"):
     load_splits(unsupervised, method, static, "capsule_0")
+  all_train = RunConfig(data=str(root), progress=False, data_options={"supervised": False}, val_fraction=0.0)
+  assert load_splits(all_train, *build_static("supersimplenet", {"backbone": "tiny_test"})[:2],
+                     "capsule_0")["validation"] is None
+  with pytest.raises(ConfigError, match="efficient_ad calibrates on the validation split, so val_fraction must be"):
+    load_splits(all_train, *build_static("efficient_ad", {"image_size": "64"})[:2], "capsule_0")

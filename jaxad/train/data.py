@@ -19,10 +19,12 @@ from jaxad.train.loop import SplitData
 
 def load_split(data_spec: str, category: str | None, split: str, image_size, preprocess: PreprocessConfig, *,
                with_components: bool = False, val_fraction: float = 0.1, seed: int = 0,
-               progress: bool = False, **reader_options) -> SplitData:
-  """Every sample of one split, resized and normalised, stacked into `SplitData`."""
+               progress: bool = False, allow_empty: bool = False, **reader_options) -> SplitData | None:
+  """Every sample of one split, resized and normalised, stacked into `SplitData` (None: empty and allowed)."""
   source = make_source(data_spec, category, split, val_fraction=val_fraction, seed=seed, **reader_options)
   if len(source) == 0:
+    if allow_empty:
+      return None
     raise DataError(f"the {split} split of {data_spec!r} (category {category!r}) is empty")
   resize = Resize(as_size(image_size), preprocess)
   finalize = Finalize(normalize=preprocess.normalize, with_components=with_components)

@@ -137,7 +137,7 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
   from jaxad import config as config_lib
   from jaxad.checkpoint import Checkpointer
   from jaxad.evaluate import evaluator, report
-  from jaxad.run import _member_hparams, validation_statistics
+  from jaxad.run import _member_hparams, write_validation_statistics
 
   if run.max_steps is not None:
     raise ConfigError("max_steps does not apply with select_on_test; lower meta_epochs or gan_epochs instead")
@@ -168,9 +168,8 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
   finally:
     ckpt.close()
 
-  val = _load(run, method, static, category, "validation")
-  val_preds = evaluator.predict_split(predict_fn, states, frozen_vars, val.image, run.eval_batch_size)
-  (workdir / "validation.json").write_text(json.dumps(validation_statistics(val_preds), indent=2))
+  val = _load(run, method, static, category, "validation", allow_empty=run.val_fraction == 0)
+  write_validation_statistics(workdir, predict_fn, states, frozen_vars, val, run.eval_batch_size, log)
   preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
   rows = evaluator.score_members(preds, test)
   hp_rows = _member_hparams(hps_M)
