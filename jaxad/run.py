@@ -34,7 +34,7 @@ class RunConfig:
   categories: tuple[str, ...] = ()  # empty: every category of the dataset
   workdir: str = "runs/default"
   data_seed: int = 0
-  val_fraction: float = 0.1
+  val_fraction: float = 0.1  # normal training images held out for validation; 0: all train (no threshold)
   max_steps: int | None = None
   chunk: int = 25
   ckpt_every: int = 500
