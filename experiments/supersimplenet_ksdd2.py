@@ -20,9 +20,8 @@ ARGS = (None, "jims")  # the accepted `--config file:ARG` values (None: no ARG)
 def get_config(arg=None):
   variant = "jims" if arg == "jims" else "icpr"
   run = {"model": "supersimplenet", "data": os.environ.get("KSDD2_ROOT", "data/KolektorSDD2"),
-         "workdir": f"runs/supersimplenet_{variant}_ksdd2"}
-  run["val_fraction"] = 0.0  # every training image trains, as the official code (so no validation split and no
-  #   predict threshold; `--set val_fraction=0.1` holds out 10 % of the normal images for one)
+         "workdir": f"runs/supersimplenet_{variant}_ksdd2",
+         "val_fraction": 0.0}  # every image trains, as the official code (no predict threshold)
   settings = {"variant": variant, "supervised": True, "backbone": "wide_resnet50_2", "image_size": (640, 232),
               "perlin_threshold": 0.6, "batch_size": 32, "epochs": 300, "seed": 456654}
   return {"run": run, "set": settings}

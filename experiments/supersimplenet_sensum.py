@@ -25,9 +25,8 @@ def get_config(arg=None):
   obj, size = ("softgel", (144, 144)) if arg and "softgel" in arg else ("capsule", (320, 192))
   run = {"model": "supersimplenet", "data": os.environ.get("SENSUM_ROOT", "data/SensumSODF"),
          "categories": tuple(f"{obj}_{fold}" for fold in range(3)),
-         "workdir": f"runs/supersimplenet_{variant}_sensum_{obj}"}
-  run["val_fraction"] = 0.0  # every training image trains, as the official code (so no validation split and no
-  #   predict threshold; `--set val_fraction=0.1` holds out 10 % of the normal images for one)
+         "workdir": f"runs/supersimplenet_{variant}_sensum_{obj}",
+         "val_fraction": 0.0}  # every image trains, as the official code (no predict threshold)
   settings = {"variant": variant, "supervised": True, "backbone": "wide_resnet50_2", "image_size": size,
               "perlin_threshold": 0.6, "batch_size": 32, "epochs": 300, "seed": 456654}
   return {"run": run, "set": settings}
