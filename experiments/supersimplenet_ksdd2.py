@@ -6,9 +6,11 @@ EXPECTED: paper 5-run means (×100): ICPR AP-det 97.41 ± 0.25, I-AUROC 99.52, P
 Settings: 640×232, supervised (balanced epochs with flips, inverse-frequency negatives, no
 stop-gradient, gradient clipping 1.0, noise not over real defects), Perlin threshold 0.6,
 seed 456654; JIMS adds 7×7 mask dilation and distance-transform loss weights (3, 2) and
-feeds raw features to the classification head. Mixed supervision: `--num-segmented N` keeps the
-masks of a seeded N of the 246 training positives (the others train only the score); with N = 0
-the JIMS code lowers the Perlin threshold to 0.2: add `--set perlin_threshold=0.2`.
+feeds raw features to the classification head. The images are the ones the archive's split file
+lists (`split_weakly_246.pyb` in the KSDD2 root, as the official reader). Mixed supervision:
+`--num-segmented N` (0, 16, 53, 126 or 246) reads `split_weakly_<N>.pyb`, whose unsegmented
+positives train only the score; with N = 0 the JIMS code lowers the Perlin threshold to 0.2:
+add `--set perlin_threshold=0.2`.
 """
 
 import os

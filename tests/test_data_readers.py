@@ -217,6 +217,60 @@ def test_ksdd2_mixed_supervision_is_seeded(tmp_path):
     read_dataset(root, num_segmented=9)
 
 
+def _ksdd2_split_files(root):
+  """The archive's layout: split_weakly_<N>.pyb beside train/ and test/, plus a stray copy the lists leave out."""
+  root = _ksdd2(root)
+  train_neg = [(str(10000 + i), True) for i in range(8)]
+  train_pos = [str(10008 + i) for i in range(5)]
+  test = [(str(10000 + i), True) for i in range(5)]
+  for n in (0, 2, 5):
+    pickle_file(root / f"split_weakly_{n}.pyb", (train_neg + [(name, i < n) for i, name in enumerate(train_pos)], test))
+  write_image(root / "train" / "10008 (copy).png", 8)
+  write_mask(root / "train" / "10008_GT (copy).png", [(3, 3, 6, 9)])
+  return root
+
+
+def test_ksdd2_reads_the_images_its_split_files_list(tmp_path):
+  root = _ksdd2_split_files(tmp_path)
+  assert detect_format(root) == "ksdd2"
+  splits = read_dataset(root, val_fraction=0)  # no num_segmented: the largest N, every positive segmented
+  assert not any("copy" in r.file_name for r in splits["train"])
+  assert len(splits["train"]) == 13 and sum(r.label for r in splits["train"]) == 5
+  assert all(r.is_segmented and r.mask_paths for r in splits["train"] if r.label == 1)
+  mixed = read_dataset(root, num_segmented=2, val_fraction=0)["train"]
+  segmented = sorted(r.file_name for r in mixed if r.label == 1 and r.is_segmented)
+  assert segmented == ["train/10008.png", "train/10009.png"]  # the file's choice, not a seeded one
+  assert all(r.mask_paths == () for r in mixed if r.label == 1 and not r.is_segmented)
+  assert sum(r.label for r in read_dataset(root, num_segmented=0)["train"]) == 5  # weak labels kept
+  assert sum(r.label for r in read_dataset(root, supervised=False)["train"]) == 0
+  # Integer ids, as numpy scalars, and a test positive the file marks unsegmented (left out, as the official reader).
+  pickle_file(root / "split_weakly_5.pyb", ([(np.int64(10000 + i), np.bool_(True)) for i in range(13)],
+                                            [(10000 + i, i != 4) for i in range(5)]))
+  splits = read_dataset(root, val_fraction=0)
+  assert len(splits["train"]) == 13 and _files(splits["test"]) == [
+      "test/10003.png", "test/10000.png", "test/10001.png", "test/10002.png"]
+
+
+def test_ksdd2_split_file_errors_name_the_file(tmp_path):
+  root = _ksdd2_split_files(tmp_path)
+  with pytest.raises(DataError, match=r"split_weakly_16\.pyb does not exist \(num_segmented=16\); .* has split "
+                     r"files for num_segmented 0, 2, 5"):
+    read_dataset(root, num_segmented=16)
+  pickle_file(root / "split_weakly_5.pyb", ([("10000", True), ("10042", True)], []))
+  with pytest.raises(DataError, match=r"split_weakly_5\.pyb lists train image '10042', but .*10042\.png does not "
+                     r"exist"):
+    read_dataset(root)
+  pickle_file(root / "split_weakly_5.pyb", ([("../test/10000", True)], []))
+  with pytest.raises(DataError, match=r"split_weakly_5\.pyb: entry 0 is \('\.\./test/10000', True\)"):
+    read_dataset(root)
+  pickle_file(root / "split_weakly_5.pyb", [("10000", True)])
+  with pytest.raises(DataError, match=r"split_weakly_5\.pyb holds list of length 1, expected a pair"):
+    read_dataset(root)
+  pickle_file(root / "split_weakly_5.pyb", ([("10000", True)], [os.getcwd]))
+  with pytest.raises(DataError, match=r"split_weakly_5\.pyb cannot be read: it refers to (posix|nt)\.getcwd"):
+    read_dataset(root)
+
+
 # ----------------------------------------------------------------------------- SensumSODF
 
 

@@ -30,7 +30,8 @@ def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
   supervision.add_argument("--unsupervised", action="store_true",
                            help="keep only normal images in train (default: anomalous ones stay, supervised)")
   supervision.add_argument("--num-segmented", type=int, default=None,
-                           help="KSDD2 mixed supervision: training positives that keep their masks (default: all)")
+                           help="KSDD2 mixed supervision: training positives that keep their masks, read from "
+                           "split_weakly_<N>.pyb (default: all)")
   supervision.add_argument("--segmented-percent", type=int, default=None,
                            help="SensumSODF mixed supervision: read the split file pos_<percent>.pckl (default: 100)")
   folder = parser.add_argument_group("folder options (format 'folder', paths relative to the dataset root)")

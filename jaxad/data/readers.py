@@ -15,7 +15,9 @@ Layouts:
   "normal" or "anomaly"; paths relative to the root; anomalous images get defect type "bad"
   (as anomalib's converted VisA layout); masks are nonzero where defective.
 * KSDD2: `train/*.png`, `test/*.png`, each with a `<stem>_GT.png` mask; an image is
-  anomalous when its mask has a nonzero pixel (SuperSimpleNet supervised protocol, §3.9).
+  anomalous when its mask has a nonzero pixel (SuperSimpleNet supervised protocol, §3.9). The
+  images are the ones the archive's split file `split_weakly_<N>.pyb` lists (jaxad.data.ksdd2),
+  or every image in the folders when the root has no split files.
 * SensumSODF: `<object>/{negative,positive}/data/NNN.png`, masks `positive/annotation/`,
   and the SuperSimpleNet authors' 3-fold split files `sensum_splits/` (jaxad.data.sensum);
   a category is an object and a fold, e.g. `capsule_0`.
@@ -42,7 +44,7 @@ import math
 import os
 from pathlib import Path
 
-from jaxad.data import sensum
+from jaxad.data import ksdd2, sensum
 from jaxad.data.images import load_mask_file
 from jaxad.data.records import SampleRef
 from jaxad.errors import ConfigError, DataError
@@ -300,54 +302,92 @@ def read_ksdd2(root: str | os.PathLike, *, val_fraction: float = 0.1, seed: int 
                supervised: bool = True, num_segmented: int | None = None) -> Splits:
   """Reads KolektorSDD2 (`train/`, `test/`, masks `<stem>_GT.png`); reads every mask once.
 
+  With the archive's split files (`split_weakly_<N>.pyb`, jaxad.data.ksdd2) in the root, the
+  images are the ones the file for `num_segmented` lists, as in SuperSimpleNet's official
+  reader; without them, every image in the folders.
+
   Args:
     root: the KSDD2 root.
     val_fraction: fraction of the normal training images held out for validation.
-    seed: seed of the validation and `num_segmented` choices.
+    seed: seed of the validation choice (and of the `num_segmented` choice without split files).
     val_from_test: validation = copy of test (see module docstring).
     supervised: keep anomalous images in train (SuperSimpleNet's supervised protocol); when
       False, train keeps only normal images (the anomalous ones are dropped, test unchanged).
-    num_segmented: mixed supervision: only this many training positives (a seeded choice)
-      keep their masks (`is_segmented=True`); the others are weakly labelled (image label
-      only, no mask paths). None: all are segmented. SSN's KSDD2 setting is 246 (= all).
+    num_segmented: mixed supervision: how many training positives keep their masks
+      (`is_segmented=True`); the others are weakly labelled (image label only, no mask
+      paths). Read from `split_weakly_<N>.pyb` (N = 0, 16, 53, 126, 246 in the archive), or,
+      without split files, a seeded choice. None: every positive is segmented (the largest
+      N; SSN's KSDD2 setting is 246, all). The ICPR reader drops the unsegmented positives;
+      JIMS keeps them as weak labels, as here. The test split holds the positives the file
+      marks segmented (all of them in the archive's files), as the official reader.
 
   Raises:
-    DataError: missing folders, an image without its `_GT` mask, or no training images.
+    DataError: missing folders, a split file that is unreadable or lists a missing image, an
+      image without its `_GT` mask, or no training images.
     ConfigError: `num_segmented` is negative, larger than the positives, or set without supervision.
   """
   base = Path(root)
   _check_fraction("val_fraction", val_fraction)
   if num_segmented is not None and not supervised:
     raise ConfigError("num_segmented applies to supervised training only (supervised=False was given)")
-  splits: dict[str, list[SampleRef]] = {}
-  for split in ("train", "test"):
-    folder = base / split
-    images = _list_images(folder, exclude_suffix=KSDD2_MASK_SUFFIX)
-    if split == "train":
-      _require_train_images(images, folder)
-    elif not images:
-      raise DataError(f"KSDD2 test folder {folder} has no images")
-    refs = []
-    for image in images:
-      mask = folder / f"{image.stem}{KSDD2_MASK_SUFFIX}.png"
-      if not mask.is_file():
-        raise DataError(f"image {image} has no mask: expected {mask}")
-      if load_mask_file(mask).any():
-        refs.append(_anomalous_ref(image, base, split, "defect", (mask,)))
-      else:
-        refs.append(_normal_ref(image, base, split))
-    splits[split] = refs
+  if num_segmented is not None and num_segmented < 0:
+    raise ConfigError(f"num_segmented must be at least 0, got {num_segmented}")
+  split_file = ksdd2.choose_split_file(base, num_segmented)
+  if split_file is None:
+    splits = {split: _ksdd2_listed(base, split) for split in ("train", "test")}
+  else:
+    entries = dict(zip(("train", "test"), ksdd2.read_split_file(split_file)))
+    splits = {split: _ksdd2_from_split_file(base, split, entries[split], split_file) for split in entries}
   train = splits["train"]
   if not supervised:
     train = [r for r in train if r.label == 0]
-  elif num_segmented is not None:
+  elif split_file is None and num_segmented is not None:
     positives = [r.file_name for r in train if r.label == 1]
-    if not 0 <= num_segmented <= len(positives):
+    if num_segmented > len(positives):
       raise ConfigError(f"num_segmented={num_segmented} but {base / 'train'} has {len(positives)} anomalous images")
     segmented = set(_seeded_order(positives, seed, "segmented")[:num_segmented])
-    train = [r if r.label == 0 or r.file_name in segmented
-             else dataclasses.replace(r, mask_paths=(), is_segmented=False) for r in train]
+    train = [r if r.label == 0 or r.file_name in segmented else _weakly_labelled(r) for r in train]
   return _finish(train, splits["test"], None, val_fraction=val_fraction, seed=seed, val_from_test=val_from_test)
+
+
+def _weakly_labelled(ref: SampleRef) -> SampleRef:
+  return dataclasses.replace(ref, mask_paths=(), is_segmented=False)
+
+
+def _ksdd2_ref(image: Path, base: Path, split: str) -> SampleRef:
+  mask = image.parent / f"{image.stem}{KSDD2_MASK_SUFFIX}.png"
+  if not mask.is_file():
+    raise DataError(f"image {image} has no mask: expected {mask}")
+  if load_mask_file(mask).any():
+    return _anomalous_ref(image, base, split, "defect", (mask,))
+  return _normal_ref(image, base, split)
+
+
+def _ksdd2_listed(base: Path, split: str) -> list[SampleRef]:
+  folder = base / split
+  images = _list_images(folder, exclude_suffix=KSDD2_MASK_SUFFIX)
+  if split == "train":
+    _require_train_images(images, folder)
+  elif not images:
+    raise DataError(f"KSDD2 test folder {folder} has no images")
+  return [_ksdd2_ref(image, base, split) for image in images]
+
+
+def _ksdd2_from_split_file(base: Path, split: str, entries: list[tuple[str, bool]], split_file: Path) -> list[SampleRef]:
+  refs = []
+  for name, segmented in entries:
+    image = base / split / f"{name}.png"
+    if not image.is_file():
+      raise DataError(f"{ksdd2.WHAT} {split_file} lists {split} image {name!r}, but {image} does not exist")
+    ref = _ksdd2_ref(image, base, split)
+    if ref.label == 1 and not segmented:
+      if split == "test":
+        continue
+      ref = _weakly_labelled(ref)
+    refs.append(ref)
+  if split == "train" and not refs:
+    raise DataError(f"{ksdd2.WHAT} {split_file} lists no training images")
+  return refs
 
 
 # ----------------------------------------------------------------------------- SensumSODF

@@ -15,33 +15,21 @@ marks that percentage of the training positives as segmented (mixed supervision;
 papers' supervised setting is 100). jaxad names a (object, fold) pair `<object>_<fold>`, as
 the official training script names its runs, so each fold is one category of the dataset.
 
-The files are read with an unpickler that builds only plain data (lists, tuples, numbers,
-numpy scalars): a split file cannot run code.
+The files are read as plain data (`jaxad.data.plain_pickle`): a split file cannot run code.
 """
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
+from jaxad.data import plain_pickle
 from jaxad.errors import DataError
 
 SPLITS_DIR = "sensum_splits"
-_ALLOWED_GLOBALS = {("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                    ("_codecs", "encode")}
 _CATEGORY = re.compile(r"^(?P<object>.+)_(?P<fold>\d+)$")
 
 Entries = list[tuple[int, bool]]
-
-
-class _PlainDataUnpickler(pickle.Unpickler):
-  """Builds lists, tuples, numbers and numpy scalars; refuses every other class or function."""
-
-  def find_class(self, module: str, name: str):
-    if (module, name) in _ALLOWED_GLOBALS:
-      return super().find_class(module, name)
-    raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a split file never needs")
 
 
 def read_split_file(path: Path) -> Entries:
@@ -50,31 +38,8 @@ def read_split_file(path: Path) -> Entries:
   Raises:
     DataError: the file is missing, is not a pickle of plain data, or does not hold a list of pairs.
   """
-  if not path.is_file():
-    raise DataError(f"SensumSODF split file {path} does not exist")
-  try:
-    with open(path, "rb") as f:
-      content = _PlainDataUnpickler(f).load()
-  except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
-    raise DataError(f"SensumSODF split file {path} cannot be read: {e}") from None
-  if not isinstance(content, (list, tuple)):
-    raise DataError(f"SensumSODF split file {path} holds a {type(content).__name__}, expected a list of "
-                    f"(sample id, is_segmented) pairs")
-  entries = []
-  for i, entry in enumerate(content):
-    try:
-      sample_id, is_segmented = entry
-      entries.append((_as_int(sample_id), bool(is_segmented)))
-    except (TypeError, ValueError):
-      raise DataError(f"SensumSODF split file {path}: entry {i} is {entry!r}, expected a "
-                      f"(sample id, is_segmented) pair") from None
-  return entries
-
-
-def _as_int(value) -> int:
-  if isinstance(value, bool) or int(value) != value or int(value) < 0:
-    raise ValueError(value)
-  return int(value)
+  what = "SensumSODF split file"
+  return plain_pickle.sample_pairs(plain_pickle.load(path, what), path, what)
 
 
 def is_sensum_root(root: Path) -> bool:
