@@ -1,5 +1,6 @@
 """`jaxad data`: inspect datasets, draw a contact sheet, build the embedded synthetic dataset.
 
+  jaxad data download [NAME [DIR]] [--keep-archive]      fetch, check and unpack a public dataset
   jaxad data info ROOT [--format F] [--category C]       per-category counts and sizes
   jaxad data sheet ROOT --out PNG [--category C]         images with red mask overlays
   jaxad data build-embedded DIR [--seed S] [--size N]    write the synthetic MVTec-format set
@@ -8,6 +9,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 FORMAT_CHOICES = ("auto", "mvtec", "mvtec_loco", "visa", "ksdd2", "sensum", "folder", "embedded")
 
@@ -77,6 +80,29 @@ def _sheet(args: argparse.Namespace) -> int:
   return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+  from jaxad.data import download
+  if args.name is None:
+    for name, record in download.DATASETS.items():
+      print(f"{name:<11} {record.title}, {record.license}: {record.page}\n{'':<11} default folder "
+            f"{download.default_destination(name)}")
+    for name, text in download.NOT_DOWNLOADABLE.items():
+      print(f"{name:<11} not downloadable: {text}")
+    return 0
+  record = download.get(args.name)
+  dest = Path(args.dir) if args.dir else download.default_destination(args.name)
+  if not download.completed(dest, args.name):
+    print(f"{record.title} is licensed {record.license} by its authors ({record.page}); by downloading it you "
+          f"accept that license. From {record.url}", file=sys.stderr)
+  root = download.download_dataset(args.name, dest, keep_archive=args.keep_archive, progress=not args.quiet)
+  from jaxad.data.readers import detect_format, list_categories
+  fmt = detect_format(root)
+  categories = list_categories(root, fmt)
+  listed = f"{len(categories)} categories: {', '.join(categories)}" if categories else "one category"
+  print(f"{record.title} is in {root} (format {fmt}, {listed})")
+  return 0
+
+
 def _build_embedded(args: argparse.Namespace) -> int:
   from jaxad.data.embedded import build_embedded
   kwargs = {"seed": args.seed, "overwrite": args.overwrite, "categories": args.categories}
@@ -89,10 +115,19 @@ def _build_embedded(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-  """Adds `jaxad data {info,sheet,build-embedded}`."""
+  """Adds `jaxad data {download,info,sheet,build-embedded}`."""
   parser = subparsers.add_parser("data", help="inspect datasets, draw contact sheets, build the embedded dataset",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+  fetch = commands.add_parser("download", help="fetch a public dataset, check its sha256 and unpack it "
+                              "(no NAME: list them)")
+  fetch.add_argument("name", metavar="NAME", nargs="?", default=None, help="mvtec_ad, mvtec_loco, visa or ksdd2")
+  fetch.add_argument("dir", metavar="DIR", nargs="?", default=None,
+                     help="the dataset root to create (default data/<folder>, where experiments/ look)")
+  fetch.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive beside DIR")
+  fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+  fetch.set_defaults(func=_download)
 
   info = commands.add_parser("info", help="print per-category split counts, defect types and image sizes")
   _add_dataset_arguments(info)

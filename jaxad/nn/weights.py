@@ -16,13 +16,9 @@ variables dict and whose metadata records the source file's sha256 and the jaxad
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import os
-import sys
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,12 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from jaxad.download import fetch, sha256_file
 from jaxad.errors import WeightsError
 
 CONVERTED_FORMAT = "jaxad.converted_weights"
 CONVERTED_FORMAT_VERSION = "1"
-_CHUNK_BYTES = 1 << 20
-_DOWNLOAD_TIMEOUT_S = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,15 +121,6 @@ KNOWN_WEIGHTS: dict[str, WeightsRecord] = {
 }
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-  """Hex sha256 of a file, read in 1 MiB chunks."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    while chunk := f.read(_CHUNK_BYTES):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def cache_dir_path(cache_dir: str | os.PathLike | None = None) -> Path:
   """The folder holding downloaded weights: `<cache_dir or $JAXAD_CACHE or ~/.cache/jaxad>/weights`."""
   root = cache_dir or os.environ.get("JAXAD_CACHE") or Path.home() / ".cache" / "jaxad"
@@ -196,45 +182,6 @@ def _atomic_target(dest: Path) -> Path:
   return Path(tmp)
 
 
-def _show_progress(label: str, done: int, total: int | None) -> None:
-  if total:
-    text = f"\r{label}: {done / 2**20:.1f} / {total / 2**20:.1f} MiB ({100 * done // total}%)"
-  else:
-    text = f"\r{label}: {done / 2**20:.1f} MiB"
-  print(text, end="", file=sys.stderr, flush=True)
-
-
-def _fetch(url: str, dest: Path, expected_sha256: str, progress: bool) -> None:
-  """Downloads `url` to a temp file beside `dest`, checks its sha256, then renames it to `dest`."""
-  tmp = _atomic_target(dest)
-  try:
-    digest = hashlib.sha256()
-    try:
-      with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response, tmp.open("wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        done = 0
-        while chunk := response.read(_CHUNK_BYTES):
-          out.write(chunk)
-          digest.update(chunk)
-          done += len(chunk)
-          if progress:
-            _show_progress(dest.name, done, total)
-      if progress:
-        print(file=sys.stderr)
-    except (urllib.error.URLError, OSError) as e:
-      reason = getattr(e, "reason", e)
-      raise WeightsError(
-          f"could not download {url} ({reason}). Without internet access, fetch that URL on another machine "
-          f"and place the file at {dest} (its sha256 must start with {expected_sha256})") from None
-    actual = digest.hexdigest()
-    if not actual.startswith(expected_sha256.lower()):
-      raise WeightsError(f"refusing the download of {url}: sha256 {actual} does not match the expected "
-                         f"{expected_sha256}; nothing was saved")
-    os.replace(tmp, dest)
-  finally:
-    tmp.unlink(missing_ok=True)
-
-
 def _extract_member(archive: Path, member: str, dest: Path) -> None:
   """Copies the zip entry whose base name is `member` to `dest` (atomically)."""
   try:
@@ -281,7 +228,7 @@ def download(name: str, cache_dir: str | os.PathLike | None = None, progress: bo
     except WeightsError:
       pass  # A stale or broken file: download again; the rename replaces it.
   if not valid:
-    _fetch(record.url, archive, record.sha256, progress)
+    fetch(record.url, archive, record.sha256, error=WeightsError, progress=progress)
   if not record.archive_member:
     return archive
   member = _member_path(record, cache_dir)

@@ -1,8 +1,9 @@
 """TFDS builders of jaxad's datasets, written as array_record and read without TensorFlow.
 
 Builders: `mvtec_ad` (MVTec AD), `visa` (VisA), `jaxad_folder` (any `read_dataset` layout:
-MVTec LOCO, KSDD2, folders). The data are downloaded by you (see each module's docstring for
-where, and under which license); nothing here downloads or redistributes them.
+MVTec LOCO, KSDD2, folders). They build from a dataset already on disk (`jaxad data download`
+fetches the public ones; each module's docstring says where else, and under which license);
+nothing here downloads or redistributes them.
 
 The `tfds build` CLI imports TensorFlow (tensorflow-datasets 4.9), so jaxad builds with its
 own entry point, which needs only tensorflow-datasets and array-record:

@@ -14,7 +14,7 @@ Build (array_record, no TensorFlow needed):
     python -m jaxad.data.tfds_builders jaxad_folder --manual_dir ~/data/ksdd2 --format ksdd2 \
         --option supervised=true --config_name ksdd2_supervised
 
-The data stay under their own licenses; jaxad never downloads them.
+The data stay under their own licenses; the builder reads them from disk and never downloads.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """TFDS builder for MVTec AD (manual download), one config per category.
 
 Data: https://www.mvtec.com/company/research/datasets/mvtec-ad (free registration).
-License: CC BY-NC-SA 4.0 (non-commercial). jaxad never downloads or redistributes it; you
-download and extract `mvtec_anomaly_detection.tar.xz` yourself, e.g. to
-~/data/mvtec_anomaly_detection (folders bottle/, cable/, ...).
+License: CC BY-NC-SA 4.0 (non-commercial). jaxad never redistributes it; `jaxad data download
+mvtec_ad DIR` fetches, checks and unpacks `mvtec_anomaly_detection.tar.xz`, or extract it
+yourself, e.g. to ~/data/mvtec_anomaly_detection (folders bottle/, cable/, ...).
 
 Build (array_record, no TensorFlow needed):
 

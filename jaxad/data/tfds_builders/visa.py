@@ -1,8 +1,9 @@
 """TFDS builder for VisA (Visual Anomaly, manual download), one config per category.
 
 Data: https://github.com/amazon-science/spot-diff (the VisA_20220922.tar archive linked
-there). License: CC BY-NC-SA 4.0. jaxad never downloads or redistributes it; extract the
-archive yourself, e.g. to ~/data/visa, so that ~/data/visa/split_csv/1cls.csv exists (the
+there). License: CC BY-NC-SA 4.0. jaxad never redistributes it; `jaxad data download visa DIR`
+fetches, checks and unpacks the archive, or extract it yourself, e.g. to ~/data/visa, so that
+~/data/visa/split_csv/1cls.csv exists (the
 original layout, read by `jaxad.data.readers.read_visa`; anomalous images get defect type
 "bad").
 
