@@ -1,7 +1,7 @@
 """Checksummed downloads for weights and datasets; only the `download` commands call them.
 
-A download goes to a temporary file beside its destination, is checked against its sha256 and
-only then renamed into place, so a destination file is always complete and verified. With
+A download goes to a temporary file beside its destination, is checked against its published
+digest (sha256, or md5 where that is what a source publishes) and only then renamed into place, so a destination file is always complete and verified. With
 `resume`, the temporary file has a fixed name (`<dest>.part`) and is kept when a transfer
 breaks off: the next call asks the server for the remaining bytes (an HTTP range request) and
 starts over only if the server does not support ranges.
@@ -15,6 +15,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from tqdm import tqdm
@@ -34,9 +35,25 @@ def sha256_file(path: str | os.PathLike) -> str:
   return digest.hexdigest()
 
 
-def matches_sha256(path: Path, expected: str) -> bool:
-  """Whether the file's sha256 starts with `expected` (a full digest or a published prefix)."""
-  return sha256_file(path).startswith(expected.lower())
+def file_digests(path: Path, algorithms) -> dict[str, str]:
+  """{algorithm: hex digest} of a file for the hashlib `algorithms`, in one read."""
+  digests = {name: hashlib.new(name) for name in algorithms}
+  with open(path, "rb") as f:
+    while chunk := f.read(CHUNK_BYTES):
+      for digest in digests.values():
+        digest.update(chunk)
+  return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def matches(path: Path, expected: Mapping[str, str]) -> bool:
+  """Whether one of the file's digests starts with its expected value ({algorithm: hex digest or
+  published prefix}; several algorithms when sources publish different ones for the same file)."""
+  actual = file_digests(path, expected)
+  return any(actual[name].startswith(value.lower()) for name, value in expected.items())
+
+
+def _described(digests: Mapping[str, str]) -> str:
+  return " or ".join(f"{name} {value}" for name, value in digests.items())
 
 
 def _temporary_beside(dest: Path) -> Path:
@@ -45,21 +62,21 @@ def _temporary_beside(dest: Path) -> Path:
   return Path(tmp)
 
 
-def fetch(url: str, dest: Path, expected_sha256: str, *, error: type[JaxadError] = JaxadError,
+def fetch(url: str, dest: Path, expected: Mapping[str, str], *, error: type[JaxadError] = JaxadError,
           progress: bool = True, resume: bool = False) -> None:
-  """Downloads `url` to `dest` if its sha256 starts with `expected_sha256`.
+  """Downloads `url` to `dest` if its content matches `expected`.
 
   Args:
     url: http(s) or file URL.
     dest: the file to write; its folder is created.
-    expected_sha256: the full hex digest or a prefix of it.
+    expected: {hashlib algorithm: full hex digest or a prefix}; one match is enough.
     error: the JaxadError subclass raised.
     progress: show a progress bar on stderr.
     resume: keep a broken-off transfer in `<dest>.part` and continue it on the next call.
 
   Raises:
     error: the URL cannot be fetched (the message says how to place the file by hand, and,
-      with `resume`, that the same call continues), or the sha256 does not match (nothing is kept).
+      with `resume`, that the same call continues), or no digest matches (nothing is kept).
   """
   dest.parent.mkdir(parents=True, exist_ok=True)
   part = dest.with_name(dest.name + ".part") if resume else _temporary_beside(dest)
@@ -74,13 +91,13 @@ def fetch(url: str, dest: Path, expected_sha256: str, *, error: type[JaxadError]
     else:
       part.unlink(missing_ok=True)
     raise error(f"could not download {url} ({reason}).{kept} Without internet access, fetch that URL on another "
-                f"machine, place the file at {dest} (its sha256 must start with {expected_sha256}) and run the command "
-                f"again") from None
-  actual = sha256_file(part)
-  if not actual.startswith(expected_sha256.lower()):
+                f"machine, place the file at {dest} (its digest must start with {_described(expected)}) and run the "
+                f"command again") from None
+  if not matches(part, expected):
+    actual = file_digests(part, expected)
     part.unlink(missing_ok=True)
-    raise error(f"refusing the download of {url}: sha256 {actual} does not match the expected {expected_sha256}; "
-                f"nothing was saved")
+    raise error(f"refusing the download of {url}: {_described(actual)} does not match the expected "
+                f"{_described(expected)}; nothing was saved")
   os.replace(part, dest)
 
 

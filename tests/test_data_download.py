@@ -1,5 +1,6 @@
 """`jaxad data download` on archives the tests write, served from file:// URLs and a local HTTP server."""
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -79,9 +80,22 @@ def test_a_single_wrapper_folder_is_unwrapped_and_the_archive_kept(monkeypatch, 
 def test_wrong_checksum_keeps_nothing(monkeypatch, tmp_path):
   archive = _tar_xz(_mvtec_tree(tmp_path / "src"), tmp_path / "served.tar.xz")
   _register(monkeypatch, archive.as_uri(), archive, sha256="0" * 64)
-  with pytest.raises(DataError, match="refusing the download .* does not match the expected 0000"):
+  with pytest.raises(DataError, match="refusing the download .* does not match the expected sha256 0000"):
     download.download_dataset("tiny", tmp_path / "data" / "mvtec", progress=False)
   assert not (tmp_path / "data" / "mvtec").exists() and list((tmp_path / "data").iterdir()) == []
+
+
+def test_either_published_digest_passes(monkeypatch, tmp_path):
+  """KSDD2's sources publish a sha256 and an md5: the archive passes when one of them matches."""
+  archive = _tar_xz(_mvtec_tree(tmp_path / "src"), tmp_path / "served.tar.xz")
+  record = _register(monkeypatch, archive.as_uri(), archive, sha256="0" * 64)
+  md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+  monkeypatch.setitem(download.DATASETS, "tiny", dataclasses.replace(record, md5=md5))
+  assert list_categories(download.download_dataset("tiny", tmp_path / "d", progress=False)) == ["bottle", "cable"]
+  monkeypatch.setitem(download.DATASETS, "tiny", dataclasses.replace(record, md5="f" * 32))
+  with pytest.raises(DataError, match=r"sha256 \w{64} or md5 \w{32} does not match the expected sha256 0+ or "
+                     r"md5 f+; nothing was saved"):
+    download.download_dataset("tiny", tmp_path / "e", progress=False)
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil.txt", "link"])

@@ -1,10 +1,11 @@
 """`jaxad data download`: fetch a public dataset's archive, check its sha256, unpack it safely.
 
 Archive addresses and checksums: MVTec AD, MVTec LOCO AD and VisA as anomalib 2.7.0 downloads
-them (`anomalib/data/datamodules/image/*.py`); KolektorSDD2 from its authors' short link, whose
-archive (853,126,555 bytes) a third-party data record gives this sha256 (SuperSimpleNet's setup
-script checks its md5, 1ed0f628122776ace4965afa30dfe316, instead). SensumSODF is given on request
-only and cannot be downloaded.
+them (`anomalib/data/datamodules/image/*.py`); KolektorSDD2 from its authors' short link, checked
+by the md5 SuperSimpleNet's setup script (`datamodules/setup/prepare_ksdd2.py`) uses or by the
+sha256 a third-party data record gives for the 853,126,555-byte archive (either one passes; jaxad
+could not fetch the file to compare them). SensumSODF is given on request only and cannot be
+downloaded.
 
 Each dataset stays under its own license, printed before the download; jaxad redistributes
 nothing. The archive is written beside the destination (`<dest parent>/<archive name>`, resumed
@@ -26,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from jaxad.download import fetch, matches_sha256
+from jaxad.download import fetch, matches
 from jaxad.errors import DataError
 
 MARKER = ".jaxad_download.json"
@@ -42,6 +43,11 @@ class DatasetArchive:
   license: str
   page: str
   folder: str  # default destination under data/ (what experiments/ read by default)
+  md5: str | None = None  # where a source publishes an md5 for the same archive
+
+  @property
+  def digests(self) -> dict[str, str]:
+    return {"sha256": self.sha256, **({"md5": self.md5} if self.md5 else {})}
 
 
 DATASETS: dict[str, DatasetArchive] = {
@@ -70,7 +76,8 @@ DATASETS: dict[str, DatasetArchive] = {
         url="https://go.vicos.si/kolektorsdd2",
         sha256="edcdb486809b24f1d17b785e30c52fafc5999554dd5fe18ddf77b61ceb6f36a8",
         archive_name="KolektorSDD2.zip", license="CC BY-NC-SA 4.0 (non-commercial)",
-        page="https://www.vicos.si/resources/kolektorsdd2/", folder="KolektorSDD2"),
+        page="https://www.vicos.si/resources/kolektorsdd2/", folder="KolektorSDD2",
+        md5="1ed0f628122776ace4965afa30dfe316"),
 }
 NOT_DOWNLOADABLE = {
     "sensum": "SensumSODF is given on request (https://www.sensum.eu/sensumsodf-dataset/), with the "
@@ -116,8 +123,8 @@ def download_dataset(name: str, dest: str | Path | None = None, *, keep_archive:
   if dest.is_file() or (dest.is_dir() and any(dest.iterdir())):
     raise DataError(f"{dest} exists and is not empty; give a new or empty folder for {record.title}")
   archive = dest.parent / record.archive_name
-  if not (archive.is_file() and matches_sha256(archive, record.sha256)):
-    fetch(record.url, archive, record.sha256, error=DataError, progress=progress, resume=True)
+  if not (archive.is_file() and matches(archive, record.digests)):
+    fetch(record.url, archive, record.digests, error=DataError, progress=progress, resume=True)
   staging = dest.parent / f".{dest.name}.unpacking"
   shutil.rmtree(staging, ignore_errors=True)
   try:

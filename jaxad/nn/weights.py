@@ -228,7 +228,7 @@ def download(name: str, cache_dir: str | os.PathLike | None = None, progress: bo
     except WeightsError:
       pass  # A stale or broken file: download again; the rename replaces it.
   if not valid:
-    fetch(record.url, archive, record.sha256, error=WeightsError, progress=progress)
+    fetch(record.url, archive, {"sha256": record.sha256}, error=WeightsError, progress=progress)
   if not record.archive_member:
     return archive
   member = _member_path(record, cache_dir)
