@@ -9,8 +9,8 @@
 # and, when asked for, backbones (2: folded against as-loaded). Under a 10-minute limit per command, three calls:
 #   latency_probe sweep_ssn  |  sweep_ead ivt_ssn  |  ivt_ead
 #
-# Before: download the anomalib wheels here into .whl/ (benchmarks/README.md, "On a lent GPU machine") and
-# carry .whl with the call; without them the torch rows are skipped (jaxad rows only).
+# Before: `bash benchmarks/gpu_prepare.sh` here (the anomalib wheels into .whl/), and carry .whl with the
+# call; without them the torch rows are skipped (jaxad rows only).
 set -u
 OUTDIR=${1:?usage: bash benchmarks/gpu_run.sh OUTDIR [STEP ...]}; shift
 WANT=" ${*:-latency_probe sweep_ssn sweep_ead ivt_ssn ivt_ead} "
