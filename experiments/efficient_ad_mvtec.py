@@ -18,6 +18,11 @@ Validation: 10 % of each category's train images (nelson: random_split, seed 42;
 import os
 
 
+PAPER = {  # EXPECTED above, as fractions; `jaxad fit` writes paper_comparison.md
+    "s": {"source": "EfficientAD-S paper, image AUROC (methods.md §4.7)", "image_auroc": 0.988},
+    "m": {"source": "EfficientAD-M paper, image AUROC and AU-PRO (methods.md §4.7)", "image_auroc": 0.991,
+          "aupro": 0.935},
+}
 ARGS = (None, "m")  # the accepted `--config file:ARG` values (None: no ARG)
 
 
@@ -27,4 +32,4 @@ def get_config(arg=None):
          "workdir": f"runs/efficient_ad_{size}_mvtec", "chunk": 500, "ckpt_every": 10000}
   settings = {"size": size, "image_size": (256, 256), "train_steps": 70000, "batch_size": 1, "padding": False,
               "penalty": os.environ.get("PENALTY_IMAGES", "bundled"), "seed": 42}
-  return {"run": run, "set": settings}
+  return {"run": run, "set": settings, "paper": PAPER[size]}

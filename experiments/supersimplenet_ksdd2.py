@@ -16,6 +16,12 @@ add `--set perlin_threshold=0.2`.
 import os
 
 
+PAPER = {  # EXPECTED above (N = 246), as fractions; `jaxad fit` writes paper_comparison.md
+    "icpr": {"source": "SuperSimpleNet ICPR 2024, 5-run mean, KSDD2 N = 246 (methods.md §3.13)",
+             "image_auroc": 0.9952, "pixel_auroc": 0.9916, "aupro": 0.9813, "image_ap": 0.9741},
+    "jims": {"source": "SuperSimpleNet JIMS 2025, 5-run mean, KSDD2 N = 246 (methods.md §3.13)",
+             "image_auroc": 0.9966, "aupro": 0.9883, "image_ap": 0.9784},
+}
 ARGS = (None, "jims")  # the accepted `--config file:ARG` values (None: no ARG)
 
 
@@ -26,4 +32,4 @@ def get_config(arg=None):
          "val_fraction": 0.0}  # every image trains, as the official code (no predict threshold)
   settings = {"variant": variant, "supervised": True, "backbone": "wide_resnet50_2", "image_size": (640, 232),
               "perlin_threshold": 0.6, "batch_size": 32, "epochs": 300, "seed": 456654}
-  return {"run": run, "set": settings}
+  return {"run": run, "set": settings, "paper": PAPER[variant]}

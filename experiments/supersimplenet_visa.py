@@ -9,6 +9,12 @@ Settings as MVTec AD except the Perlin threshold 0.6.
 import os
 
 
+PAPER = {  # EXPECTED above, as fractions; `jaxad fit` writes paper_comparison.md
+    "icpr": {"source": "SuperSimpleNet ICPR 2024, 5-run mean (methods.md §3.13)", "image_auroc": 0.9338,
+             "pixel_auroc": 0.9834, "aupro": 0.8743, "image_ap": 0.9490},
+    "jims": {"source": "SuperSimpleNet JIMS 2025, 5-run mean (methods.md §3.13)", "image_auroc": 0.9364,
+             "aupro": 0.8742, "image_ap": 0.9517},
+}
 ARGS = (None, "jims")  # the accepted `--config file:ARG` values (None: no ARG)
 
 
@@ -19,4 +25,4 @@ def get_config(arg=None):
          "val_fraction": 0.0}  # every image trains, as the official code (no predict threshold)
   settings = {"variant": variant, "backbone": "wide_resnet50_2", "image_size": (256, 256), "perlin_threshold": 0.6,
               "batch_size": 32, "epochs": 300, "seed": 42}
-  return {"run": run, "set": settings}
+  return {"run": run, "set": settings, "paper": PAPER[variant]}

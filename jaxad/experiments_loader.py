@@ -1,5 +1,9 @@
 """Loads an experiment file (experiments/*.py): `get_config(arg)` returns {"run": {...}, "set": {...}}.
 
+Optional keys: "sweep" (a sweep section), "notes", and "paper": the published numbers the run
+reproduces, {"source": text, <metric>: value in [0, 1], ...} with metrics named as in the reports
+(`jaxad.evaluate.report.METRIC_ORDER`); `jaxad fit` then writes paper_comparison.{json,csv,md}.
+
 `path:arg` passes `arg` to get_config (e.g. `experiments/supersimplenet_mvtec.py:smoke`); a file may list
 the arguments it knows in `ARGS` (None for none), and any other is refused.
 """
@@ -21,6 +25,21 @@ def _describe(e: Exception, file: Path) -> str:
     return f"SyntaxError at line {e.lineno}: {e.msg}"
   lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == file.absolute()]
   return f"{type(e).__name__}: {e}" + (f" (line {lines[-1]})" if lines else "")
+
+
+def _check_paper(paper, file: Path) -> None:
+  from jaxad.evaluate.report import METRIC_ORDER
+  if paper is None:
+    return
+  if not isinstance(paper, dict) or not isinstance(paper.get("source"), str):
+    raise ConfigError(f"{file}: 'paper' must be a dict with a 'source' text and metric values")
+  for key, value in paper.items():
+    if key == "source":
+      continue
+    if key not in METRIC_ORDER:
+      raise ConfigError(f"{file}: paper metric {key!r} is not a report metric; known: {', '.join(METRIC_ORDER)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+      raise ConfigError(f"{file}: paper {key}={value!r} must be a number in [0, 1] (reports are not ×100)")
 
 
 def load_experiment(spec: str) -> dict:
@@ -48,8 +67,10 @@ def load_experiment(spec: str) -> dict:
     raise
   except Exception as e:
     raise ConfigError(f"experiment file {file}: get_config({arg or None!r}) failed: {_describe(e, file)}") from None
-  if not isinstance(cfg, dict) or not set(cfg) <= {"run", "set", "sweep", "notes"}:
-    raise ConfigError(f"{file}: get_config must return a dict with keys run/set (and optionally sweep, notes)")
+  if not isinstance(cfg, dict) or not set(cfg) <= {"run", "set", "sweep", "notes", "paper"}:
+    raise ConfigError(f"{file}: get_config must return a dict with keys run/set (and optionally sweep, notes, "
+                      f"paper)")
+  _check_paper(cfg.get("paper"), file)
   run_fields = {f.name for f in dataclasses.fields(RunConfig)}
   unknown = sorted(set(cfg.get("run", {})) - run_fields)
   if unknown:

@@ -23,6 +23,30 @@ def embedded_root(tmp_path_factory):
 def test_experiment_files_load(path):
   cfg = load_experiment(str(path))
   assert cfg["run"]["model"] and cfg["set"]
+  if path.stem.startswith(("supersimplenet_mvtec", "supersimplenet_visa", "supersimplenet_ksdd2", "efficient_ad_mvtec",
+                           "efficient_ad_visa")):
+    assert cfg["paper"]["image_auroc"] > 0.9  # paper numbers for paper_comparison.md, as fractions
+
+
+def test_paper_comparison_of_the_mean_row(tmp_path, capsys):
+  import argparse
+  from jaxad.cli.fit import compare_with_paper
+  exp = tmp_path / "exp.py"
+  exp.write_text("def get_config(arg):\n  return {'set': {'epochs': 1}, "
+                 "'paper': {'source': 'Paper 2024', 'image_auroc': 0.98, 'aupro': 0.9, 'pixel_ap': 0.5}}\n")
+  rows = [{"category": "a", "image_auroc": 0.9, "aupro": 0.8}, {"category": "b", "image_auroc": 1.0, "aupro": 0.9},
+          {"category": "mean", "image_auroc": 0.95, "aupro": 0.85}]
+  compare_with_paper(argparse.Namespace(config=str(exp), category=None), rows, str(tmp_path))
+  saved = json.loads((tmp_path / "paper_comparison.json").read_text())
+  assert saved["source"] == "Paper 2024"
+  assert [(r["metric"], r["paper"], r["jaxad"]) for r in saved["rows"]] == [("image_auroc", 0.98, 0.95),
+                                                                           ("aupro", 0.9, 0.85)]
+  assert saved["rows"][0]["difference"] == pytest.approx(-0.03)
+  assert "Against Paper 2024" in capsys.readouterr().out
+  (tmp_path / "paper_comparison.json").unlink()
+  compare_with_paper(argparse.Namespace(config=str(exp), category=["a"]), rows[:1], str(tmp_path))
+  assert not (tmp_path / "paper_comparison.json").exists()
+  assert "not compared with Paper 2024: --category trains a subset" in capsys.readouterr().out
 
 
 def test_fit_test_predict_cli(tmp_path, embedded_root, capsys):

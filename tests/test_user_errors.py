@@ -24,6 +24,12 @@ from jaxad.sweep.grid import parse_grid_args
     ("def get_config(arg):\n  return {'set': {}}[arg]\n", r"get_config\(None\) failed: KeyError: None \(line 2\)"),
     ("def get_config():\n  return {}\n", r"get_config\(None\) failed: TypeError"),
     ("def get_config(arg):\n  return {'run': {'no_such_run_field': 1}}\n", r"unknown run field\(s\) no_such_run_field"),
+    ("def get_config(arg):\n  return {'set': {}, 'paper': {'image_auroc': 0.98}}\n", r"'paper' must be a dict with a "
+     r"'source' text"),
+    ("def get_config(arg):\n  return {'set': {}, 'paper': {'source': 's', 'i_auroc': 0.98}}\n", r"paper metric "
+     r"'i_auroc' is not a report metric; known: image_auroc"),
+    ("def get_config(arg):\n  return {'set': {}, 'paper': {'source': 's', 'aupro': 91.1}}\n", r"paper aupro=91\.1 "
+     r"must be a number in \[0, 1\] \(reports are not ×100\)"),
 ])
 def test_experiment_file_errors_name_the_file(tmp_path, source, match):
   path = tmp_path / "exp.py"

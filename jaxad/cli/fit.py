@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -80,6 +82,27 @@ def resolve_run(args):
   return run, model_overrides
 
 
+def compare_with_paper(args, rows: list[dict], workdir: str) -> None:
+  """Writes and prints paper_comparison.* when the experiment file gives paper numbers and the run
+  covered the experiment's categories (a `--category` subset is not compared)."""
+  from jaxad.evaluate.report import markdown_table, paper_comparison
+  from jaxad.experiments_loader import load_experiment
+
+  paper = load_experiment(args.config).get("paper") if args.config else None
+  if not paper:
+    return
+  if args.category:
+    print(f"\nnot compared with {paper['source']}: --category trains a subset of the experiment's categories")
+    return
+  comparison = paper_comparison(rows, paper)
+  if comparison:
+    text = f"Against {paper['source']} (difference = jaxad − paper):\n\n{markdown_table(comparison)}\n"
+    out = Path(workdir)
+    (out / "paper_comparison.md").write_text(text)
+    (out / "paper_comparison.json").write_text(json.dumps({"source": paper["source"], "rows": comparison}, indent=2))
+    print("\n" + text, end="")
+
+
 def main(args) -> int:
   from jaxad.evaluate.report import markdown_table
   from jaxad.run import run as run_all
@@ -87,5 +110,6 @@ def main(args) -> int:
   run, overrides = resolve_run(args)
   rows = run_all(run, overrides)
   print(markdown_table(rows))
+  compare_with_paper(args, rows, run.workdir)
   print(f"\nreports, overlays and checkpoints: {run.workdir}")
   return 0

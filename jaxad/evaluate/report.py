@@ -46,6 +46,21 @@ def with_mean(rows: list[dict], label_key: str = "category") -> list[dict]:
   return rows + [mean]
 
 
+def paper_comparison(summary: list[dict], paper: dict) -> list[dict] | None:
+  """Rows (metric, paper, jaxad, difference) comparing a run's mean row (its only row for a
+  one-category dataset) with an experiment file's `paper` numbers; None without such a row."""
+  means = [r for r in summary if r.get("category") == "mean"]
+  row = means[0] if means else (summary[0] if len(summary) == 1 else None)
+  if row is None:
+    return None
+  rows = []
+  for metric in METRIC_ORDER:
+    if metric in paper and isinstance(row.get(metric), float):
+      rows.append({"metric": metric, "paper": float(paper[metric]), "jaxad": row[metric],
+                   "difference": row[metric] - float(paper[metric])})
+  return rows
+
+
 def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report") -> dict[str, Path]:
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
