@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -73,13 +74,15 @@ class Checkpointer:
 
   def _restore(self, step: int, args):
     """orbax's restore; a damaged checkpoint becomes one JaxadError."""
+    _quiet_failed_reads()
     try:
       return self.manager.restore(step, args=args)
     except Exception as e:  # orbax raises many types, each with a long chained traceback
-      _drop_failed_reads()
       first = next((line for line in str(e).splitlines() if line.strip()), "").split(" See full")[0][:300]
-      raise JaxadError(f"checkpoint {self.directory / str(step)} is damaged or holds another model than these "
-                       f"settings build ({type(e).__name__}: {first})") from None
+      failure = f"{type(e).__name__}: {first}"
+    gc.collect()  # after the except block, which kept the failed reads alive through its traceback
+    raise JaxadError(f"checkpoint {self.directory / str(step)} is damaged or holds another model than these "
+                     f"settings build ({failure})")
 
   def close(self) -> None:
     self.manager.close()
@@ -90,10 +93,26 @@ def _leaf_name(path) -> str:
   return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
-def _drop_failed_reads() -> None:
-  """Collects the read coroutines a failed restore leaves behind, without printing each one's error."""
-  hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
-  try:
-    gc.collect()
-  finally:
-    sys.unraisablehook = hook
+def _quiet_failed_reads() -> None:
+  """Keeps what a failed restore leaves behind from printing around jaxad's one-line error: the read
+  coroutines' errors (one long TensorStore report each) when they are collected, asyncio's log of
+  their tasks' unretrieved errors, and the "Event loop is closed" errors of reads that complete
+  after orbax closed its event loop. Installed once, before the first restore; every other error
+  still prints."""
+  if getattr(sys.unraisablehook, "jaxad_quiet_orbax", False):
+    return
+  previous = sys.unraisablehook
+
+  def unraisable_hook(unraisable):
+    code = getattr(unraisable.object, "cr_code", None)
+    tb = unraisable.exc_traceback
+    closed_loop = (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
+                   and tb is not None and tb.tb_frame.f_code.co_name == "call_soon_threadsafe")
+    if not (closed_loop or (code is not None and "orbax" in code.co_filename)):
+      previous(unraisable)
+
+  unraisable_hook.jaxad_quiet_orbax = True
+  sys.unraisablehook = unraisable_hook
+  warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
+  # jaxad runs no asyncio code of its own: orbax's restore is the only source of these.
+  logging.getLogger("asyncio").addFilter(lambda record: "exception was never retrieved" not in record.getMessage())

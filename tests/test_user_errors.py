@@ -4,6 +4,7 @@ Each case was found by probing the CLI; none trains a model.
 """
 
 import json
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -134,6 +135,32 @@ def test_checkpoint_of_another_shape_or_damaged_is_one_error(tmp_path):
   with pytest.raises(JaxadError, match=r"checkpoints/3 is damaged or holds another model"):
     ckpt.restore_meta(3)
   ckpt.close()
+
+
+_RESTORE_GARBAGE = """
+import sys, numpy as np
+from pathlib import Path
+from jaxad.checkpoint import Checkpointer
+from jaxad.errors import JaxadError
+state = {"params": {f"w{i}": np.ones((1, 8, 8), np.float32) for i in range(12)}, "step": np.zeros((1,), np.int32)}
+ckpt = Checkpointer(sys.argv[1])
+ckpt.save(1, state, {})
+for f in Path(sys.argv[1]).glob("checkpoints/1/state/**/d/*"):
+  f.write_bytes(b"garbage" * 20)
+try:
+  ckpt.restore(1, state)
+except JaxadError as e:
+  print(e)
+"""
+
+
+def test_a_damaged_checkpoint_prints_only_its_error(tmp_path):
+  """orbax leaves failed TensorStore reads behind; they used to print ~2,000 lines after the one-line error."""
+  import subprocess
+  result = subprocess.run([sys.executable, "-c", _RESTORE_GARBAGE, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+  assert "checkpoints/1 is damaged or holds another model" in result.stdout
+  assert result.stderr.strip() == "", result.stderr[:2000]
 
 
 def test_cli_options_are_checked_before_any_work(tmp_path, capsys):
