@@ -2,7 +2,7 @@
 
 Optional keys: "sweep" (a sweep section), "notes", and "paper": the published numbers the run
 reproduces, {"source": text, <metric>: value in [0, 1], ...} with metrics named as in the reports
-(`jaxad.evaluate.report.METRIC_ORDER`); `jaxad fit` then writes paper_comparison.{json,csv,md}.
+(`jaxad.evaluate.report.METRIC_ORDER`); `jaxad fit` then writes paper_comparison.{json,md}.
 
 `path:arg` passes `arg` to get_config (e.g. `experiments/supersimplenet_mvtec.py:smoke`); a file may list
 the arguments it knows in `ARGS` (None for none), and any other is refused.

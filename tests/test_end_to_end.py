@@ -26,6 +26,8 @@ def test_experiment_files_load(path):
   if path.stem.startswith(("supersimplenet_mvtec", "supersimplenet_visa", "supersimplenet_ksdd2", "efficient_ad_mvtec",
                            "efficient_ad_visa")):
     assert cfg["paper"]["image_auroc"] > 0.9  # paper numbers for paper_comparison.md, as fractions
+  if path.stem == "efficient_ad_loco":
+    assert cfg["paper"]["image_auroc_loco"] == 0.9  # the mean of the per-kind AUROCs, not the pooled one
 
 
 def test_paper_comparison_of_the_mean_row(tmp_path, capsys):

@@ -190,3 +190,19 @@ def test_bad_input_raises(call, message):
   with pytest.raises(metrics.MetricInputError, match=message) as info:
     call()
   assert isinstance(info.value, ValueError) and isinstance(info.value, JaxadError)
+
+
+def test_mvtec_loco_image_auroc_is_the_mean_of_the_two_kinds():
+  """The official LOCO evaluation scores each anomaly kind against the good images and averages; pooling differs."""
+  import types
+  from jaxad.evaluate.evaluator import loco_image_aurocs
+  kinds = ["good"] * 4 + ["logical_anomalies"] * 4 + ["structural_anomalies"] * 2
+  split = types.SimpleNamespace(label=np.array([0] * 4 + [1] * 6), defect_type=kinds)
+  scores = np.array([0.1, 0.2, 0.3, 0.9,  0.15, 0.25, 0.35, 0.95,  1.0, 1.1])
+  out = loco_image_aurocs(scores, split)
+  logical = roc_auc_score([0] * 4 + [1] * 4, scores[:8])
+  assert out["image_auroc_logical"] == pytest.approx(logical) and out["image_auroc_structural"] == 1.0
+  assert out["image_auroc_loco"] == pytest.approx((logical + 1.0) / 2)
+  assert out["image_auroc_loco"] != pytest.approx(roc_auc_score(split.label, scores))  # not the pooled AUROC
+  mvtec = types.SimpleNamespace(label=split.label, defect_type=["good"] * 4 + ["crack"] * 6)
+  assert loco_image_aurocs(scores, mvtec) == {}
