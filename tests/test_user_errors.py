@@ -196,10 +196,16 @@ def test_converted_weights_are_not_written_over_a_folder(tmp_path):
     save_converted({"w": np.ones(2, np.float32)}, tmp_path, source_sha256="0", source_name="x")
 
 
-def test_tfds_builds_refuse_layout_options():
+def test_tfds_builds_refuse_layout_options_and_another_validation_hold_out():
   from jaxad.data.sources import make_source
   with pytest.raises(ConfigError, match=r"layout options \['normal_dir'\] do not apply to a TFDS build"):
     make_source("tfds:mvtec_ad/bottle", None, "train", normal_dir="ok")
+  # The paper experiments train on every image (val_fraction 0); a build fixed its 10 % hold-out.
+  with pytest.raises(ConfigError, match=r"holds out the validation split it was built with \(val_fraction 0\.1, "
+                     r"seed 0\), but this run asks for val_fraction 0\.0 and seed 0; give the dataset folder"):
+    make_source("tfds:mvtec_ad/bottle", None, "train", val_fraction=0.0)
+  with pytest.raises(ConfigError, match=r"asks for val_fraction 0\.1 and seed 3"):
+    make_source("tfds:mvtec_ad/bottle", None, "train", seed=3)
 
 
 @pytest.mark.parametrize("model, settings, match", [

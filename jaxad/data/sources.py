@@ -132,6 +132,11 @@ def _tfds_name(spec: str, category: str | None) -> str:
   return f"{name}/{category}" if category else name
 
 
+# The validation hold-out every jaxad TFDS build is made with (jaxad.data.tfds_builders).
+TFDS_VAL_FRACTION = 0.1
+TFDS_VAL_SEED = 0
+
+
 def make_source(data_spec: str | os.PathLike, category: str | None, split: str, *,
                 data_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, seed: int = 0,
                 cache_root: str | os.PathLike | None = None, **reader_options) -> FolderSource | TfdsSource:
@@ -143,7 +148,8 @@ def make_source(data_spec: str | os.PathLike, category: str | None, split: str, 
     split: "train", "validation" or "test".
     data_dir: TFDS data folder (default $TFDS_DATA_DIR or ~/tensorflow_datasets).
     val_fraction, seed: validation hold-out of folder datasets (`read_dataset`); TFDS builds
-      fixed theirs when they were built.
+      fixed theirs when they were built (TFDS_VAL_FRACTION, TFDS_VAL_SEED), and other values are
+      refused for them.
     cache_root: where "embedded" is generated (default `default_cache_root()`).
     **reader_options: layout options passed to `read_dataset` (format=..., normal_dir=...).
 
@@ -154,6 +160,11 @@ def make_source(data_spec: str | os.PathLike, category: str | None, split: str, 
     raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
   spec = os.fspath(data_spec)
   if spec.startswith(TFDS_PREFIX):
+    if (val_fraction, seed) != (TFDS_VAL_FRACTION, TFDS_VAL_SEED):
+      raise ConfigError(f"a TFDS build ({spec}) holds out the validation split it was built with "
+                        f"(val_fraction {TFDS_VAL_FRACTION}, seed {TFDS_VAL_SEED}), but this run asks for val_fraction "
+                        f"{val_fraction} and seed {seed}; give the dataset folder as --data to choose the hold-out "
+                        f"(the SimpleNet and SuperSimpleNet paper experiments train on every image, val_fraction 0)")
     if reader_options:
       raise ConfigError(f"layout options {sorted(reader_options)} do not apply to a TFDS build ({spec}): its layout "
                         "was read when it was built")

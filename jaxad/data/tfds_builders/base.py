@@ -28,11 +28,11 @@ from PIL import Image
 from jaxad.data.images import load_sample
 from jaxad.data.readers import read_dataset
 from jaxad.data.records import SampleRef
+from jaxad.data.sources import TFDS_VAL_FRACTION, TFDS_VAL_SEED
 from jaxad.data.transforms import decode_image_bytes
 from jaxad.errors import DataError
 
-VAL_FRACTION = 0.1
-VAL_SEED = 0
+VAL_FRACTION, VAL_SEED = TFDS_VAL_FRACTION, TFDS_VAL_SEED
 
 
 def features() -> tfds.features.FeaturesDict:
