@@ -1,8 +1,9 @@
 """Decoding dataset images and masks into numpy arrays, with clear errors for bad files.
 
-Reference: the readers of the three methods open images with PIL and convert to RGB
-(methods.md §2.1, §3.2); masks are "nonzero = anomalous" (MVTec 0/255, VisA 0/1..N after
-anomalib's binarisation, MVTec LOCO per-region PNGs with varying values, KSDD2 0/255).
+Reference: SimpleNet, nelson's EfficientAD and anomalib open images with PIL and convert to
+RGB (methods.md §2.1, §4.5); SuperSimpleNet's official code reads them with OpenCV (anomalib
+0.7's `cv2.imread`, BGR → RGB; §3.2). Masks are "nonzero = anomalous" (MVTec 0/255, VisA 0/1..N
+after anomalib's binarisation, MVTec LOCO per-region PNGs with varying values, KSDD2 0/255).
 
 Conversions done by `load_image` (documented because PIL's own `convert("RGB")` is lossy or
 wrong for some of them):
@@ -11,12 +12,16 @@ wrong for some of them):
 * 16-bit gray (I;16, I;16L, I;16B, and I as Pillow opens 16-bit PNGs in some versions):
   8-bit value = value >> 8 (the high byte), the same rule Pillow applies to 48-bit RGB PNGs
   and OpenCV applies to 16-bit images; I-mode values are first clipped to [0, 65535].
-  Then repeated over three channels.
+  Then repeated over three channels. PIL's `convert("RGB")`, which the PIL-based references
+  use, clips instead (65535 → 255): jaxad differs from them on 16-bit files, which none of the
+  benchmark datasets has.
 * RGBA, LA, PA, P, CMYK, YCbCr, RGBX, LAB, HSV: PIL's `convert("RGB")`; alpha is dropped
   (not composited over a background) and palettes are expanded.
 * Float images (mode F) and anything else: DataError.
 
-EXIF orientation is not applied (as in torchvision's and the reference loaders).
+EXIF orientation is not applied, as in the PIL-based references; OpenCV's `imread` (the
+SuperSimpleNet reference) applies it, so the two differ on JPEGs with an orientation tag (the
+benchmark datasets' PNGs carry none).
 Decoding is forced with `Image.load()`, so truncated files fail here, not later.
 """
 

@@ -26,7 +26,8 @@ Layouts:
 
 Splits. Test images never enter train or validation. Validation is a seeded held-out
 fraction of the *normal* training images (MVTec has no validation folder; EfficientAD's
-nelson code holds out 10 % of train, §4.5), except for MVTec LOCO, which has its own. The
+nelson code holds out 10 % of train, §4.5, as many as here: n − int(0.9·n)), except for MVTec
+LOCO, which has its own. The
 held-out images are the ones whose SHA-256 of f"{seed}:{salt}:{file_name}" is smallest, so
 the choice is exact in size, independent of file-system listing order, and stable when files
 are added. Deviation kept opt-in: `val_from_test=True` makes validation a copy of the test
@@ -109,10 +110,11 @@ def _seeded_order(names: list[str], seed: int, salt: str) -> list[str]:
 
 
 def _held_out_count(total: int, fraction: float) -> int:
-  """round(fraction·total), at least 1 when fraction > 0, and always leaving one image behind."""
+  """total − ⌊(1 − fraction)·total⌋ (nelson's EfficientAD split: train = int(0.9·n)), at least 1 when
+  fraction > 0, and always leaving one image behind."""
   if fraction <= 0 or total < 2:
     return 0
-  return min(max(math.floor(fraction * total + 0.5), 1), total - 1)
+  return min(max(total - math.floor((1.0 - fraction) * total), 1), total - 1)
 
 
 def _check_fraction(name: str, value: float) -> None:
