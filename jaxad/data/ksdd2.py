@@ -8,6 +8,11 @@ official reader (`datamodules/ksdd2.py`) and the mixed-supervision code of the d
 authors read the images through these lists, not by listing the folders (the archive also
 holds stray copies such as `train/10301 (copy).png`, which the lists leave out). The files are
 read as plain data (`jaxad.data.plain_pickle`).
+
+Normal images count as segmented whatever their flag (an empty mask is a full label), as in the
+dataset authors' reader; the JIMS code passes the flag on to its segmentation losses. The two
+agree when the files flag every normal image True, which jaxad could not check (the .pyb files
+are not public outside the archive).
 """
 
 from __future__ import annotations
