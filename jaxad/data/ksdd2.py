@@ -11,8 +11,8 @@ read as plain data (`jaxad.data.plain_pickle`).
 
 Normal images count as segmented whatever their flag (an empty mask is a full label), as in the
 dataset authors' reader; the JIMS code passes the flag on to its segmentation losses. The two
-agree when the files flag every normal image True, which jaxad could not check (the .pyb files
-are not public outside the archive).
+agree when the files flag every normal image True, which could not be checked here (no copy of the
+files could be fetched on the development machines).
 """
 
 from __future__ import annotations
