@@ -138,6 +138,32 @@ def test_fit_through_the_engine(tmp_path, frozen, train_data):
   assert logged[-1]["loss"][0] < 0.75 * logged[0]["loss"][0]
 
 
+def test_an_epochs_last_smaller_batch_trains_as_officially(tmp_path, frozen):
+  """10 images at batch 4: steps of 4, 4 and 2 images per epoch (the official DataLoader keeps the last
+  batch), each epoch a permutation; resuming across the smaller batch equals an uninterrupted run."""
+  rng = np.random.default_rng(4)
+  ten = loop.SplitData(image=rng.normal(size=(10, 32, 32, 3)).astype(np.float32),
+                       mask=np.zeros((10, 32, 32), np.float32), label=np.zeros(10, np.int32),
+                       is_segmented=np.ones(10, bool))
+  static = dataclasses.replace(STATIC, meta_epochs=2, gan_epochs=1)
+  assert METHOD.steps_per_epoch(static, 10) == 3 and METHOD.total_steps(static, 10) == 6
+  assert METHOD.steps_per_epoch(dataclasses.replace(static, drop_last=True), 10) == 2
+  sampler = loop.uniform_sampler(10, 0)
+  batches = [loop.batch_indices(sampler, s, 4, 3) for s in range(6)]
+  assert [len(b) for b in batches] == [4, 4, 2] * 2
+  assert [loop.batch_length(s, 4, 3, 10) for s in range(6)] == [4, 4, 2] * 2
+  assert sorted(np.concatenate(batches[3:]).tolist()) == list(range(10))
+  hps = stack_members([cfg.Hparams(seed=5)])
+  fit = functools.partial(loop.fit, METHOD, static, hps, ten, frozen=frozen, chunk=4, ckpt_every=1, progress=False)
+  whole = fit(tmp_path / "whole")
+  logged = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in logged] == [2, 3, 5, 6]  # a compiled call stops before each smaller batch
+  fit(tmp_path / "resumed", max_steps=3)
+  resumed = fit(tmp_path / "resumed")
+  assert int(whole.step[0]) == int(resumed.step[0]) == 6
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), whole.params, resumed.params)
+
+
 def test_selection_on_test_keeps_best_meta_epoch(tmp_path, frozen, train_data):
   """The official rule on a run whose test labels are random: selected = argmax of the recorded curve."""
   rng = np.random.default_rng(2)

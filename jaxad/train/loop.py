@@ -71,8 +71,25 @@ def uniform_sampler(n: int, data_seed: int):
 
 
 def batch_indices(sampler, step: int, batch_size: int, steps_per_epoch: int) -> np.ndarray:
+  """The sample indices of training step `step`; an epoch's last batch is smaller when the epoch
+  length is not a multiple of the batch size and the method keeps that batch (steps_per_epoch = ⌈n/b⌉)."""
   epoch, i = divmod(step, steps_per_epoch)
   return sampler(epoch)[i * batch_size:(i + 1) * batch_size]
+
+
+def batch_length(step: int, batch_size: int, steps_per_epoch: int, epoch_len: int) -> int:
+  """len(batch_indices(...)) without drawing the epoch's order."""
+  return min(batch_size, epoch_len - (step % steps_per_epoch) * batch_size)
+
+
+def same_length_steps(start: int, limit: int, batch_size: int, steps_per_epoch: int, epoch_len: int) -> int:
+  """How many steps from `start` (1 to `limit`) have start's batch length: a compiled chunk never
+  mixes an epoch's last, smaller batch with full ones."""
+  first = batch_length(start, batch_size, steps_per_epoch, epoch_len)
+  k = 1
+  while k < limit and batch_length(start + k, batch_size, steps_per_epoch, epoch_len) == first:
+    k += 1
+  return k
 
 
 @dataclasses.dataclass
@@ -238,8 +255,10 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
     workdir: where checkpoints, metrics.jsonl and provenance.json go.
     data_seed: seed of the shared data order.
     max_steps: overrides the method's total steps (smoke runs).
-    chunk: steps per compiled call (and logging cadence).
-    ckpt_every: checkpoint cadence in steps (rounded up to a multiple of `chunk`).
+    chunk: steps per compiled call (and logging cadence); a call stops early before an epoch's
+      last, smaller batch, which runs as its own call (a second compiled shape).
+    ckpt_every: checkpoint cadence in steps (rounded up to a multiple of `chunk`): a checkpoint
+      is saved after the call that reaches or crosses each multiple.
     config_record: JSON-able description of the run stored in checkpoints.
     frozen: optional precomputed (features_fn, frozen_vars).
     cache_budget_bytes: the train features are cached on device when they fit in this budget
@@ -298,7 +317,7 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   step = start
   try:
     while step < total:
-      k = min(chunk, total - step)
+      k = same_length_steps(step, min(chunk, total - step), batch_size, trainer.spe, epoch_len)
       idx = np.stack([batch_indices(sampler, s, batch_size, trainer.spe) for s in range(step, step + k)])
       t0 = time.perf_counter()
       selectors = jnp.asarray(idx) if cached else {name: jnp.asarray(v[idx]) for name, v in host.items()}
@@ -310,16 +329,16 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       alive = np.asarray(jax.device_get(states.alive))
       dt = time.perf_counter() - t0
       step += k
-      _log(log_path, step, metrics, alive, k * batch_size / dt)
+      _log(log_path, step, metrics, alive, idx.size / dt)
       if bar is not None:
         bar.update(k)
-        bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][-1])):.4f}", img_s=f"{k * batch_size / dt:.0f}")
+        bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][-1])):.4f}", img_s=f"{idx.size / dt:.0f}")
       if raise_non_finite and (not alive.any() or (m == 1 and not alive[0])):
         bad = int(np.argmax(~np.isfinite(metrics["loss"][:, 0]))) if m == 1 else None
         raise NonFiniteLossError(
             f"training stopped: the loss became non-finite near step {step - k + (bad or 0) + 1}; "
             "lower the learning rate or noise, or check the input data")
-      if step % ckpt_every == 0 or step == total:
+      if step // ckpt_every > (step - k) // ckpt_every or step == total:
         ckpt.save(step, states, {**meta_base, "step": step, "alive": alive.tolist()})
   finally:
     if bar is not None:

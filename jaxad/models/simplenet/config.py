@@ -32,6 +32,7 @@ class Static:
   target_embed_dim: int = 1536  # aggregated feature length (adaptor width)
   dsc_hidden: int = 1024  # discriminator hidden width
   batch_size: int = 8
+  drop_last: bool = False  # True: drop each epoch's last, smaller batch (one compiled shape; official keeps it)
   meta_epochs: int = 40  # the official code evaluates after each meta-epoch
   gan_epochs: int = 4  # passes over the train set per meta-epoch (160 in all)
   blur_sigma: float = 4.0  # scipy.ndimage.gaussian_filter(σ=4, truncate=4), mode 'reflect'

@@ -94,9 +94,13 @@ def fit_selecting_on_test(method, static, hps_M, train, test, frozen, predict_fn
   best: list[tuple[float, float] | None] = [None] * m
   history = []
   for meta in range(static.meta_epochs):
-    steps = range(meta * per_meta, (meta + 1) * per_meta)
-    idx = jnp.asarray(np.stack([loop.batch_indices(sampler, s, batch_size, trainer.spe) for s in steps]))
-    states, train_metrics = trainer.run_steps(states, hps_M, cache, idx, cached=True)
+    step, end = meta * per_meta, (meta + 1) * per_meta
+    while step < end:  # runs of one batch length (an epoch's last batch may be smaller)
+      k = loop.same_length_steps(step, end - step, batch_size, trainer.spe, len(train))
+      idx = jnp.asarray(np.stack([loop.batch_indices(sampler, s, batch_size, trainer.spe)
+                                  for s in range(step, step + k)]))
+      states, train_metrics = trainer.run_steps(states, hps_M, cache, idx, cached=True)
+      step += k
     last_loss = train_metrics["loss"][-1]
     preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, eval_batch_size)
     record = {"meta_epoch": meta + 1, "step": int((meta + 1) * per_meta),

@@ -1,9 +1,9 @@
 """SimpleNet as a `Method`: frozen features, init, train step, predict (methods.md §2).
 
 The one file that combines front-end, adaptor, noise generator, discriminator, loss and
-optimisers. Deviations from DonaldRR/SimpleNet are listed in this package's README.md; the
-one that concerns this file: an epoch is ⌊n / batch⌋ full batches (the official DataLoader
-also runs the last, smaller batch), because compiled steps need one batch shape.
+optimisers. Deviations from DonaldRR/SimpleNet are listed in this package's README.md. An
+epoch is ⌈n / batch⌉ steps, the last one smaller, as the official DataLoader (`drop_last=True`:
+⌊n / batch⌋ full batches, one compiled shape).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def preprocessing(static: cfg.Static):
 
 
 def steps_per_epoch(static: cfg.Static, n_train: int) -> int:
-  return max(n_train // static.batch_size, 1)
+  """⌈n / batch⌉: the official DataLoader keeps an epoch's last, smaller batch (⌊n / batch⌋ with drop_last)."""
+  return max(n_train // static.batch_size, 1) if static.drop_last else -(-n_train // static.batch_size)
 
 
 def total_steps(static: cfg.Static, n_train: int) -> int:

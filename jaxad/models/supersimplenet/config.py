@@ -44,6 +44,7 @@ class Static:
   seg_hidden: int = 1024
   cls_hidden: int = 128
   batch_size: int = 32  # the generator doubles it to 64 feature maps
+  drop_last: bool = False  # True: drop each epoch's last, smaller batch (one compiled shape; official keeps it)
   epochs: int = 300
   lr_milestones: tuple[float, ...] = (0.8, 0.9)  # MultiStepLR at these fractions of the epochs
   lr_gamma: float = 0.4

@@ -34,7 +34,8 @@ def preprocessing(static: cfg.Static):
 
 
 def steps_per_epoch(static: cfg.Static, n_train: int) -> int:
-  return max(n_train // static.batch_size, 1)
+  """⌈n / batch⌉: the official DataLoader keeps an epoch's last, smaller batch (⌊n / batch⌋ with drop_last)."""
+  return max(n_train // static.batch_size, 1) if static.drop_last else -(-n_train // static.batch_size)
 
 
 def total_steps(static: cfg.Static, n_train: int) -> int:
