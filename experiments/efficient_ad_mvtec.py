@@ -11,6 +11,8 @@ quantiles 0.9 / 0.995 on the validation split, 0.5 / 0.5 combination, image scor
 Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release of nelson's teachers)
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an
 ImageNet (nelson) or Imagenette (anomalib) train folder; without it, the bundled photos (deviation).
+Either way a seeded pool of `penalty_pool` (1,000) images is drawn with replacement (nelson streams
+~70,000 distinct ImageNet images over the run; EfficientAD README, deviations).
 `:m` selects EfficientAD-M.
 Validation: 10 % of each category's train images (nelson: random_split, seed 42; jaxad: its seeded split).
 """

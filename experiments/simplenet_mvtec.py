@@ -19,7 +19,7 @@ training image trains (run.sh's train_val_split 1.0: `val_fraction` 0, so no val
 Weights first: `jaxad weights download wide_resnet50_2.tv_in1k`.
 
 Expected runtime (estimated from benchmarks/simplenet_speed.py on one H100: 561 train steps/s
-on cached features, 152 with the backbone in the step, about 1,000 test images/s): about 72,500
+on cached features, 152 with the backbone in the step, about 1,000 test images/s): 73,280
 steps for the 15 categories, i.e. about 5 minutes of training plus data loading and evaluation,
 10–15 minutes in all for the default protocol; the "paper" protocol adds 40 test evaluations
 (pixel AUROC on the host) per category, roughly 30–45 minutes in all. On a CPU, days.

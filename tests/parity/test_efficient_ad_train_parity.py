@@ -6,8 +6,9 @@
   image (AE dropout off): the four losses L_hard, L_pen, L_AE, L_STAE; L_hard and L_pen are
   recomputed from anomalib's own teacher/student outputs with `torch.quantile`.
 * `steps.train_step` (two optimiser steps) against anomalib's training forward and
-  `EfficientAd.configure_optimizers` (torch Adam with coupled L2 over student + AE, StepLR stepped
-  per iteration), with `max_steps=2` so that the second step runs at the decayed learning rate.
+  `EfficientAd.configure_optimizers` (torch Adam with coupled L2 over student + AE, its StepLR stepped
+  per iteration as nelson's loop does; Lightning would step it per epoch), with `max_steps=2` so that
+  the second step runs at the decayed learning rate.
 * `augment.color_adjust` against torchvision's functional brightness / contrast / saturation.
 """
 
