@@ -7,6 +7,10 @@ EXPECTED: paper image AUROC S 97.5, M 98.1; nelson's reproduction S 97.6, M 98.2
 Settings (nelson1425 / paper appendix, methods.md §4.5–4.6): 256×256 (PIL bilinear), batch 1, 70,000 steps,
 Adam lr 1e-4 with coupled L2 1e-5, LR ×0.1 at 66,500, p_hard 0.999, AE augmentation U(0.8, 1.2), map
 quantiles 0.9 / 0.995 on the validation split, 0.5 / 0.5 combination, image score = map max.
+Maps are normalised before they are padded and resized, as nelson (`postprocess=nelson`; anomalib
+pads first, which puts its zero border below every normal pixel and raised AU-PRO by 2–9 points
+in a synthetic check, session 12). Scored at 256 px; nelson scores at the original resolution
+(EfficientAD README, deviations).
 Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release of nelson's teachers)
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an
 ImageNet (nelson) or Imagenette (anomalib) train folder; without it, the bundled photos (deviation).
@@ -31,5 +35,6 @@ def get_config(arg=None):
   run = {"model": "efficient_ad", "data": os.environ.get("VISA_ROOT", "data/visa"),
          "workdir": f"runs/efficient_ad_{size}_visa", "chunk": 500, "ckpt_every": 10000}
   settings = {"size": size, "image_size": (256, 256), "train_steps": 70000, "batch_size": 1, "padding": False,
+              "postprocess": "nelson",  # normalise the raw maps, then pad and resize, as nelson (and the paper)
               "penalty": os.environ.get("PENALTY_IMAGES", "bundled"), "seed": 42}
   return {"run": run, "set": settings, "paper": PAPER[size]}

@@ -14,8 +14,9 @@ AU-PRO (`jaxad.metrics.aupro`, methods.md §2.9, §5). What the official code do
 Here the same numbers come without a Python loop over thresholds: dilating (map > th) with a
 5×5 square equals thresholding the 5×5 maximum filter of the map, so each region's and the
 background's counts for all thresholds come from sorted values. Masks must be binary (the
-official code gets float masks from a bilinear resize and labels their nonzero pixels, while
-its FPR uses 1 − mask; on binary masks both agree).
+official code gets float masks from a bilinear resize; skimage's `label` truncates them, so its
+regions are the pixels equal to 1, as the == 255 masks here, while its FPR weights background
+by 1 − mask; on binary masks both agree).
 """
 
 from __future__ import annotations
