@@ -103,6 +103,20 @@ def test_same_seed_same_result_and_seed_matters(trained):
   assert not np.array_equal(other.params["student"]["conv1"]["kernel"], a.params["student"]["conv1"]["kernel"])
 
 
+def test_a_vmapped_step_equals_each_member_stepped_alone(trained):
+  """Sweeps vmap the step over members: its dropout and augmentation draws must not depend on the
+  batching, so that a sweep member reproduces the run of its seed alone (RBG keys did not)."""
+  static, states, _, x = trained
+  batch = {"penalty": jnp.zeros((1, SIDE, SIDE, 3), jnp.uint8)}
+  keys = jax.vmap(jax.random.key)(jnp.asarray([3, 4], jnp.uint32))
+  step = lambda s, k: steps.train_step(static, s, x, batch, k, cfg.Hparams(), 4)[0]
+  both = jax.jit(jax.vmap(step))(states, keys)
+  for m in range(2):
+    alone = jax.jit(step)(_member(states, m), keys[m])
+    for u, v in zip(jax.tree.leaves(alone.params), jax.tree.leaves(_member(both, m).params)):
+      np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("p_hard", [0.999, 0.9, 0.5])
 def test_hard_loss_matches_torch_quantile(p_hard):
   torch = pytest.importorskip("torch")

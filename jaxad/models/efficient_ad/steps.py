@@ -70,13 +70,6 @@ def _optimizer(static: cfg.Static, hp: cfg.Hparams) -> optax.GradientTransformat
                              optim.step_factor(step_size, static.lr_decay_gamma))
 
 
-def _rbg(key):
-  """An RBG key from a threefry key, for the step's dropout and augmentation draws (XLA:CPU compiles
-  RBG much faster than threefry). Per-step draws only: RBG under vmap is not member-independent,
-  which matters for init (identical seeds must give identical members), not for noise."""
-  return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
-
-
 def torch_default_params(key, shapes):
   """PyTorch-default conv init (weight and bias U(±1/√fan_in), fan_in = kh·kw·in) of a params tree
   of shape structs, from ONE threefry draw sliced per leaf: same distribution as Flax's
@@ -200,7 +193,8 @@ def train_step(static: cfg.Static, state: TrainState, feats_BxHxWx3, batch, key,
                steps_per_epoch_: int):
   """One Adam step of student + AE: L_hard + L_pen + L_AE + L_STAE (teacher frozen, AE not detached)."""
   del steps_per_epoch_
-  k_aug, k_dropout = jax.random.split(_rbg(key))
+  # threefry draws: under a sweep's vmap each member's equal its run alone (RBG keys' did not)
+  k_aug, k_dropout = jax.random.split(key)
   images_aug = augment_ae_input(k_aug, feats_BxHxWx3, hp.aug_min, hp.aug_max)
   loss_fn = lambda params: step_losses(static, params, state.batch_stats, feats_BxHxWx3, images_aug,
                                        batch.get("penalty"), k_dropout, hp.p_hard)
