@@ -15,7 +15,8 @@ Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release 
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an
 ImageNet (nelson) or Imagenette (anomalib) train folder; without it, the bundled photos (deviation).
 Either way a seeded pool of `penalty_pool` (1,000) images is drawn with replacement (nelson streams
-~70,000 distinct ImageNet images over the run; EfficientAD README, deviations).
+~70,000 distinct ImageNet images over the run; EfficientAD README, deviations); `--set
+penalty_pool=N` holds more (about 0.2 MB of host memory each at 256 px).
 `:m` selects EfficientAD-M.
 Validation: 10 % of each category's train images.
 """
