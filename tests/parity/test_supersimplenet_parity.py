@@ -353,10 +353,12 @@ def test_anomaly_generator_matches_anomalib(adapt_cls, overlap, monkeypatch):
 # ---- train step ----
 
 
-def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
-  """Three unsupervised JIMS steps from the same weights, features, Perlin masks and noise: anomalib's
-  training forward, `SSNLoss` and `configure_optimizers` (its AdamW groups) against jaxad's
-  `train_step`. The biases whose shift the next training-mode BatchNorm removes get no gradient, so
+@pytest.mark.parametrize("supervised", [False, True], ids=["unsupervised", "supervised"])
+def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch, supervised):
+  """Three JIMS steps from the same weights, features, Perlin masks and noise: anomalib's training
+  forward, `SSNLoss` and `configure_optimizers` (its AdamW groups) against jaxad's `train_step`.
+  Supervised: one image with a defect mask, no stop-gradient between the heads, and the global
+  gradient-norm clipping at 1 that anomalib asks Lightning for (`gradient_clip_val`). The biases whose shift the next training-mode BatchNorm removes get no gradient, so
   Adam moves them by rounding noise on both sides: the test asserts that gradient is zero and compares
   them within that noise. The BatchNorm running statistics match to rounding after the first step; later
   they follow the noise-moved weights, so the final ones are compared relative to their size.
@@ -370,6 +372,7 @@ def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
 
   model = copy.deepcopy(anomalib_model).train()
   model.adapt_cls_features = False
+  model.segdec.stop_grad = not supervised
   (optimizer,), _ = Supersimplenet.configure_optimizers(
       types.SimpleNamespace(model=model, trainer=types.SimpleNamespace(max_epochs=300)))
   loss_ref = SSNLoss()
@@ -377,18 +380,23 @@ def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
   rng = np.random.default_rng(5)
   images = torch.from_numpy(rng.normal(size=(b, 3, *SMALL_HW)).astype(np.float32))
   masks, labels = torch.zeros(b, *SMALL_HW), torch.zeros(b)
+  if supervised:
+    masks[0, 20:44, 30:70], labels[0] = 1.0, 1.0
   with torch.no_grad():
     feats = jnp.asarray(nchw_to_nhwc(model.feature_extractor(images)))
   h, w, c = feats.shape[1:]
 
-  static = cfg.resolve(cfg.Static(variant="jims", mask_align_corners=False, feature_align_corners=False, overlap=False,
-                                  perlin_rescale_if_empty=True, image_size=SMALL_HW))
+  static = cfg.resolve(cfg.Static(variant="jims", supervised=supervised, mask_align_corners=False,
+                                  feature_align_corners=False, overlap=False, perlin_rescale_if_empty=True,
+                                  image_size=SMALL_HW))
+  assert (static.stop_grad, static.clip_grad_norm) == ((False, 1.0) if supervised else (True, None))
   hp = cfg.Hparams()
   head_vars = jax_side[1]
   state = steps.init(static, jax.random.key(0), hp, feats, 1)  # fresh Adam moments do not depend on the values
   state = state.replace(params=jax.tree.map(jnp.asarray, head_vars["params"]),
                         batch_stats=jax.tree.map(jnp.asarray, head_vars["batch_stats"]))
-  batch = {"mask": jnp.zeros((b, *SMALL_HW)), "label": jnp.zeros(b)}
+  batch = {"mask": jnp.asarray(masks.numpy()), "label": jnp.asarray(labels.numpy())}
+  clip_norms = []
 
   draws = {}  # this step's Perlin masks and standard normals, handed to both sides
   monkeypatch.setattr(anomaly, "perlin_masks", lambda key, n, shape, threshold, **_: jnp.asarray(draws["perlin"]))
@@ -408,6 +416,9 @@ def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
     anomaly_map, score, masks2, labels2 = model(images=images, masks=masks, labels=labels)
     loss = loss_ref(pred_map=anomaly_map, pred_score=score, target_mask=masks2, target_label=labels2)
     loss.backward()
+    if supervised:  # what Lightning does with gradient_clip_val=1 (norm of all the optimizer's gradients)
+      clip_norms.append(float(torch.nn.utils.clip_grad_norm_(
+          [p for group in optimizer.param_groups for p in group["params"]], 1.0)))
     if i == 0:  # anomalib's gradients, in jaxad's layout (buffers keep their values)
       grads = convert_heads({**{k: v.numpy() for k, v in model.state_dict().items()},
                              **{k: v.grad.numpy() for k, v in model.named_parameters() if v.grad is not None}})
@@ -421,6 +432,8 @@ def test_train_steps_match_anomalib(anomalib_model, jax_side, monkeypatch):
         np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=1e-6 * float(np.abs(theirs).max()),
                                    err_msg=f"step 0 {jax.tree_util.keystr(path)}")
 
+  if supervised:
+    assert max(clip_norms) > 1.0, clip_norms  # the clipping acts (gradients above norm 1), so it is compared
   ref = convert_heads({k: v.detach().numpy() for k, v in model.state_dict().items()})
   ours = {"params": state.params, "batch_stats": state.batch_stats}
   flat_grads = dict(jax.tree_util.tree_leaves_with_path(grads["params"]))
