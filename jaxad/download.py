@@ -56,7 +56,9 @@ def _described(digests: Mapping[str, str]) -> str:
   return " or ".join(f"{name} {value}" for name, value in digests.items())
 
 
-def _temporary_beside(dest: Path) -> Path:
+def temporary_beside(dest: Path) -> Path:
+  """A new empty hidden file in `dest`'s folder (created), to be renamed onto `dest` when complete."""
+  dest.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
   os.close(fd)
   return Path(tmp)
@@ -79,7 +81,7 @@ def fetch(url: str, dest: Path, expected: Mapping[str, str], *, error: type[Jaxa
       with `resume`, that the same call continues), or no digest matches (nothing is kept).
   """
   dest.parent.mkdir(parents=True, exist_ok=True)
-  part = dest.with_name(dest.name + ".part") if resume else _temporary_beside(dest)
+  part = dest.with_name(dest.name + ".part") if resume else temporary_beside(dest)
   try:
     _transfer(url, part, dest.name, append=resume, progress=progress)
   except (urllib.error.URLError, OSError, http.client.HTTPException) as e:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxad.download import fetch, sha256_file
+from jaxad.download import fetch, sha256_file, temporary_beside
 from jaxad.errors import WeightsError
 
 CONVERTED_FORMAT = "jaxad.converted_weights"
@@ -175,13 +174,6 @@ def _check_sha256(path: Path, expected: str, *, what: str) -> None:
                        f"got {actual}; the file is corrupt or not the expected one")
 
 
-def _atomic_target(dest: Path) -> Path:
-  dest.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-  os.close(fd)
-  return Path(tmp)
-
-
 def _extract_member(archive: Path, member: str, dest: Path) -> None:
   """Copies the zip entry whose base name is `member` to `dest` (atomically)."""
   try:
@@ -189,7 +181,7 @@ def _extract_member(archive: Path, member: str, dest: Path) -> None:
       matches = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == member]
       if len(matches) != 1:
         raise WeightsError(f"{archive} holds {len(matches)} entries named {member}, expected exactly one")
-      tmp = _atomic_target(dest)
+      tmp = temporary_beside(dest)
       try:
         tmp.write_bytes(zf.read(matches[0]))
         os.replace(tmp, dest)
@@ -314,7 +306,7 @@ def save_converted(tree: Mapping[str, Any], path: str | os.PathLike, *, source_s
   path = Path(path)
   if path.is_dir():
     raise WeightsError(f"{path} is a folder; give the .safetensors file to write")
-  tmp = _atomic_target(path)
+  tmp = temporary_beside(path)
   try:
     safetensors.numpy.save_file(flat, tmp, metadata=metadata)
     os.replace(tmp, path)
