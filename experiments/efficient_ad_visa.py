@@ -9,8 +9,10 @@ Adam lr 1e-4 with coupled L2 1e-5, LR ×0.1 at 66,500, p_hard 0.999, AE augmenta
 quantiles 0.9 / 0.995 on the validation split, 0.5 / 0.5 combination, image score = map max.
 Maps are normalised before they are padded and resized, as nelson (`postprocess=nelson`; anomalib
 pads first, which puts its zero border below every normal pixel and raised AU-PRO by 2–9 points
-in a synthetic check, session 12). Scored at 256 px; nelson scores at the original resolution
-(EfficientAD README, deviations).
+in a synthetic check, session 12). Scored at each test image's original size, as nelson and the
+MVTec evaluation (`eval_size=original`: the map is resized to the image and its maximum is the score;
+host memory about 36 bytes per test pixel for the metrics, 4.2 GiB for 117 images of 1024²;
+`--set eval_size=input` scores at 256 px, as anomalib).
 Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release of nelson's teachers)
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an
 ImageNet (nelson) or Imagenette (anomalib) train folder; without it, the bundled photos (deviation).
@@ -37,5 +39,6 @@ def get_config(arg=None):
          "workdir": f"runs/efficient_ad_{size}_visa", "chunk": 500, "ckpt_every": 10000}
   settings = {"size": size, "image_size": (256, 256), "train_steps": 70000, "batch_size": 1, "padding": False,
               "postprocess": "nelson",  # normalise the raw maps, then pad and resize, as nelson (and the paper)
+              "eval_size": "original",  # metrics at each test image's own size, as nelson
               "penalty": os.environ.get("PENALTY_IMAGES", "bundled"), "seed": 42}
   return {"run": run, "set": settings, "paper": PAPER[size]}

@@ -35,6 +35,7 @@ import numpy as np
 
 FORMAT = "jaxad-export-1"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
+OUTPUTS = ("score", "map_score", "anomaly_map")  # what predict.bin returns
 
 
 class ExportedModel:
@@ -86,7 +87,7 @@ def export_engine(engine, input_hw: tuple[int, int], platforms: tuple[str, ...] 
   def predict(params, images_BxHxWx3):
     states, frozen_vars = jax.tree.unflatten(treedef, params)
     out = engine.forward(states, frozen_vars, images_BxHxWx3, map_range)
-    return {k: v[0] for k, v in out.items()}
+    return {k: v[0] for k, v in out.items() if k in OUTPUTS}  # not EfficientAD's evaluation-only grid_map
 
   (batch,) = jax.export.symbolic_shape("b")
   spec = jax.ShapeDtypeStruct((batch, *input_hw, 3), jnp.uint8)

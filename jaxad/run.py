@@ -83,7 +83,8 @@ def load_splits(run: RunConfig, method, static, category: str | None) -> dict:
   check_train_labels(train, supervised=getattr(static, "supervised", None), model=method.name, data_spec=run.data,
                      category=category)
   return {"train": train, "validation": validation,
-          "test": load_split(run.data, category, "test", static.image_size, prep, with_components=True, **kw)}
+          "test": load_split(run.data, category, "test", static.image_size, prep, with_components=True,
+                             original_masks=evaluator.scores_at_original_size(static), **kw)}
 
 
 def run_category(run: RunConfig, method, static, hps_M, category: str | None, log=print, *, workdir=None,

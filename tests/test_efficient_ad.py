@@ -226,25 +226,42 @@ def test_distill_prefetch_yields_the_seeded_batches_in_order():
 
 
 def test_fit_smoke_end_to_end(tmp_path):
-  """`jaxad fit --model efficient_ad` (2 steps): reports, penalty provenance, validation-only quantiles."""
+  """`jaxad fit --model efficient_ad` (2 steps) in nelson's protocol: reports, penalty provenance,
+  validation-only quantiles, test metrics at the original 128 px (not the 64 px input), and `jaxad test`
+  reproducing them."""
   from jaxad.cli import main
+  from jaxad.evaluate.evaluator import original_size_metrics
+  from jaxad.infer import InferenceEngine
   from jaxad.run import load_trained
   from jaxad.train.data import load_split
 
   workdir = tmp_path / "run"
   rc = main(["fit", "--model", "efficient_ad", "--data", "embedded", "--category", "brick", "--workdir", str(workdir),
              "--max-steps", "2", "--no-progress", "--set", "teacher=random", "--set", f"image_size={SIDE}",
-             "--set", f"out_channels={C}", "--set", "penalty_pool=8", "--set", "chunk=2"])
+             "--set", f"out_channels={C}", "--set", "penalty_pool=8", "--set", "chunk=2",
+             "--set", "postprocess=nelson", "--set", "eval_size=original"])
   assert rc == 0
   cat = workdir / "brick"
   assert (cat / "report.json").exists() and (workdir / "summary.json").exists()
   assert json.loads((cat / "provenance.json").read_text())["step_inputs"]["penalty"] == "bundled"
-  method, static, hps, states, _, record = load_trained(cat)
-  val = load_split("embedded", "brick", "validation", static.image_size, method.preprocessing(static),
-                   val_fraction=record["run"]["val_fraction"], seed=record["run"]["data_seed"])
+  method, static, hps, states, frozen, record = load_trained(cat)
+  kw = dict(val_fraction=record["run"]["val_fraction"], seed=record["run"]["data_seed"])
+  val = load_split("embedded", "brick", "validation", static.image_size, method.preprocessing(static), **kw)
   expected = steps.calibrate(static, states, hps, val).batch_stats["map_norm"]
   for name in ("qa_st", "qb_st", "qa_ae", "qb_ae"):
     np.testing.assert_allclose(states.batch_stats["map_norm"][name], expected[name], rtol=1e-6)
+
+  test = load_split("embedded", "brick", "test", static.image_size, method.preprocessing(static),
+                    original_masks=True, **kw)
+  assert {m.shape for m in test.original_mask} == {(128, 128)} and test.mask.shape[1:] == (SIDE, SIDE)
+  grid = InferenceEngine(method, static, states, frozen).predict_array(test.image)["grid_map"][0]
+  (reported,) = json.loads((cat / "report.json").read_text())
+  for name, value in original_size_metrics(grid, test).items():
+    assert reported[name] == pytest.approx(value, abs=1e-6), name
+  assert main(["test", "--workdir", str(workdir), "--overlays", "0"]) == 0
+  (retested,) = json.loads((cat / "test_report.json").read_text())
+  assert {k: retested[k] for k in ("image_auroc", "pixel_auroc", "aupro")} == pytest.approx(
+      {k: reported[k] for k in ("image_auroc", "pixel_auroc", "aupro")}, abs=1e-6)
 
 
 def test_bfloat16_training_tracks_float32(trained):

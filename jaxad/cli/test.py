@@ -32,7 +32,8 @@ def main(args) -> int:
     data = args.data or record["run"]["data"]
     options = record["run"].get("data_options", {}) if data == record["run"]["data"] else {}
     test = load_split(data, record["category"], "test", static.image_size, method.preprocessing(static),
-                      with_components=True, val_fraction=record["run"]["val_fraction"],
+                      with_components=True, original_masks=evaluator.scores_at_original_size(static),
+                      val_fraction=record["run"]["val_fraction"],
                       seed=record["run"]["data_seed"], **options)
     engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=args.dtype)
     preds = engine.predict_array(test.image)

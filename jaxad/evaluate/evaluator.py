@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad import metrics as metrics_lib
+from jaxad.ops.resize import resize
 
 
 @functools.lru_cache(maxsize=16)
@@ -69,14 +70,72 @@ def loco_image_aurocs(scores_N: np.ndarray, split) -> dict:
   return out
 
 
+def scores_at_original_size(static) -> bool:
+  """Whether a method's test metrics are taken at each image's original size (EfficientAD
+  `eval_size="original"`); its splits must then carry `original_mask`."""
+  return getattr(static, "eval_size", "input") == "original"
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _resize_grid(grid_BxHxW, size: tuple[int, int]):
+  return resize(grid_BxHxW, size, "bilinear", align_corners=False, antialias=False, channels_last=False)
+
+
+def _same_size_runs(sizes: list[tuple[int, int]], limit: int):
+  """[start, stop) runs of consecutive images of one size, at most `limit` long."""
+  start = 0
+  for i in range(1, len(sizes) + 1):
+    if i == len(sizes) or sizes[i] != sizes[start] or i - start == limit:
+      yield start, i
+      start = i
+
+
+def original_size_metrics(grid_NxHxW: np.ndarray, split, batch_size: int = 8) -> dict:
+  """One member's metrics with its maps at each test image's original size (nelson / MVTec protocol).
+
+  Each map is resized (PyTorch bilinear) from its grid to the size of the image's original mask; the
+  image score is its maximum. Pixel metrics pool every pixel of every image (any mix of sizes): the
+  maps and 8-connected regions are laid end to end, region labels made unique per image.
+  """
+  masks = split.original_mask
+  if masks is None or len(masks) != len(grid_NxHxW):
+    raise ValueError("original-size scoring needs the test split loaded with original_masks=True")
+  sizes = [tuple(m.shape) for m in masks]
+  total = sum(h * w for h, w in sizes)
+  maps_P = np.empty(total, np.float32)
+  regions_P = np.zeros(total, np.int32)
+  scores_N = np.empty(len(masks), np.float32)
+  at, regions = 0, 0
+  for start, stop in _same_size_runs(sizes, batch_size):
+    resized = np.asarray(_resize_grid(jnp.asarray(grid_NxHxW[start:stop]), sizes[start]))
+    for i, map_HxW in zip(range(start, stop), resized):
+      n = map_HxW.size
+      maps_P[at:at + n] = map_HxW.reshape(-1)
+      scores_N[i] = map_HxW.max()
+      labels = metrics_lib.connected_components(masks[i])
+      regions_P[at:at + n] = np.where(labels > 0, labels + regions, 0).reshape(-1)
+      regions += int(labels.max())
+      at += n
+  shape = (1, total, 1)  # one "image": the region labels are already unique across images
+  row = metrics_lib.compute_all(scores_N, split.label, maps_P.reshape(shape), (regions_P > 0).reshape(shape),
+                                regions_P.reshape(shape))
+  row["image_auroc_map_max"] = row["image_auroc"]
+  row.update(loco_image_aurocs(scores_N, split))
+  return row
+
+
 def score_members(preds: dict, split) -> list[dict]:
   """All metrics of jaxad.metrics for each member, plus the map-max image AUROC ("seg" score) and, on
-  MVTec LOCO AD, the per-kind AUROCs (`loco_image_aurocs`)."""
+  MVTec LOCO AD, the per-kind AUROCs (`loco_image_aurocs`). Predictions with a "grid_map" are
+  scored at each image's original size (`original_size_metrics`)."""
   rows = []
   for m in range(preds["score"].shape[0]):
-    row = metrics_lib.compute_all(preds["score"][m], split.label, preds["anomaly_map"][m], split.mask,
-                                  split.components)
-    row["image_auroc_map_max"] = metrics_lib.compute_all(preds["map_score"][m], split.label)["image_auroc"]
-    row.update(loco_image_aurocs(np.asarray(preds["score"][m]), split))
+    if "grid_map" in preds:
+      row = original_size_metrics(preds["grid_map"][m], split)
+    else:
+      row = metrics_lib.compute_all(preds["score"][m], split.label, preds["anomaly_map"][m], split.mask,
+                                    split.components)
+      row["image_auroc_map_max"] = metrics_lib.compute_all(preds["map_score"][m], split.label)["image_auroc"]
+      row.update(loco_image_aurocs(np.asarray(preds["score"][m]), split))
     rows.append({k: float(v) for k, v in row.items()})
   return rows

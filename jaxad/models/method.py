@@ -13,6 +13,9 @@ all members. `static` is hashable (a jit static argument); `hp` is a pytree of s
   init(static, key, hp, feats, steps_per_epoch) -> TrainState
   train_step(static, state, feats, batch, key, hp, steps_per_epoch) -> (TrainState, metrics dict)
   predict(static, state, feats, image_hw) -> {"score": (B,), "anomaly_map": (B, H, W), "map_score": (B,)}
+      and optionally "grid_map" (B, h, w): a map whose PyTorch-bilinear resize to any size is the anomaly
+      map at that size; the evaluator then scores at each test image's original size (EfficientAD's
+      `eval_size="original"`, nelson's protocol)
   prepare_train(static, train, data_seed) -> (train, sampler | None)   optional: expands the train
       split (augmented copies, loss weights) and gives sampler(epoch) -> indices of that epoch
   run(run_cfg, overrides, log) -> rows    optional: replaces `jaxad.run.run` for protocols the

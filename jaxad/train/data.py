@@ -18,9 +18,12 @@ from jaxad.train.loop import SplitData
 
 
 def load_split(data_spec: str, category: str | None, split: str, image_size, preprocess: PreprocessConfig, *,
-               with_components: bool = False, val_fraction: float = 0.1, seed: int = 0,
+               with_components: bool = False, original_masks: bool = False, val_fraction: float = 0.1, seed: int = 0,
                progress: bool = False, allow_empty: bool = False, **reader_options) -> SplitData | None:
-  """Every sample of one split, resized and normalised, stacked into `SplitData` (None: empty and allowed)."""
+  """Every sample of one split, resized and normalised, stacked into `SplitData` (None: empty and allowed).
+
+  `original_masks`: also keep each mask at its image's own size (`SplitData.original_mask`).
+  """
   source = make_source(data_spec, category, split, val_fraction=val_fraction, seed=seed, **reader_options)
   if len(source) == 0:
     if allow_empty:
@@ -32,7 +35,12 @@ def load_split(data_spec: str, category: str | None, split: str, image_size, pre
   if progress:
     from tqdm.auto import tqdm
     items = tqdm(items, desc=f"loading {split}", unit="img", leave=False)
-  samples = [finalize.map(resize.map(dict(source[i]))) for i in items]
+  samples, original_mask = [], []
+  for i in items:
+    sample = dict(source[i])
+    if original_masks:
+      original_mask.append(np.asarray(sample["mask"]) > 0)
+    samples.append(finalize.map(resize.map(sample)))
   return SplitData(
       image=np.stack([s["image"] for s in samples]),
       mask=np.stack([s["mask"] for s in samples]).astype(np.float32),
@@ -41,6 +49,7 @@ def load_split(data_spec: str, category: str | None, split: str, image_size, pre
       components=np.stack([s["components"] for s in samples]) if with_components else None,
       file_name=[str(s["file_name"]) for s in samples],
       defect_type=[str(s["defect_type"]) for s in samples],
+      original_mask=original_mask if original_masks else None,
   )
 
 

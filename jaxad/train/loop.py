@@ -49,6 +49,7 @@ class SplitData:
   is_segmented: np.ndarray  # (N,) bool
   components: np.ndarray | None = None  # (N, H, W) int32
   loss_weight: np.ndarray | None = None  # (N, H, W) float32 per-pixel loss weights (SSN JIMS supervised)
+  original_mask: list[np.ndarray] | None = None  # N (H_i, W_i) bool masks at each image's own size (eval_size=original)
   file_name: list[str] = dataclasses.field(default_factory=list)
   defect_type: list[str] = dataclasses.field(default_factory=list)
 

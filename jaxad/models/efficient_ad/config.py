@@ -18,6 +18,7 @@ SIZES = ("s", "m")
 POSTPROCESS = ("anomalib", "nelson")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 TEACHER_STATS = ("nelson", "anomalib")
+EVAL_SIZES = ("input", "original")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Static:
   pad_maps: bool = True  # anomalib: zero-pad raw 56×56 maps by 4 px before resizing (only if padding=False)
   postprocess: str = "anomalib"  # "anomalib": pad raw maps, resize, normalise; "nelson": normalise, pad, resize
   image_size: tuple[int, int] = (256, 256)  # (H, W) network input; both references resize to 256×256
+  eval_size: str = "input"  # test metrics at "input" size (anomalib) or each image's "original" size (nelson and the
+  #   MVTec evaluation: the map is resized to the image's size, its maximum is the score); "original" needs nelson
   out_channels: int = 384  # teacher channels C; the student has 2C
   train_steps: int = 70000  # nelson --train_steps; anomalib max_steps
   batch_size: int = 1  # anomalib raises if ≠ 1
@@ -77,6 +80,11 @@ def validate(static: Static) -> Static:
     raise ConfigError(f"EfficientAD size must be one of {SIZES}, got {static.size!r}")
   if static.postprocess not in POSTPROCESS:
     raise ConfigError(f"postprocess must be one of {POSTPROCESS}, got {static.postprocess!r}")
+  if static.eval_size not in EVAL_SIZES:
+    raise ConfigError(f"eval_size must be one of {EVAL_SIZES}, got {static.eval_size!r}")
+  if static.eval_size == "original" and static.postprocess != "nelson":
+    raise ConfigError("eval_size=original is nelson's protocol and needs postprocess=nelson (anomalib's "
+                      f"quantiles are taken over maps at the input size), got postprocess={static.postprocess}")
   if static.compute_dtype not in COMPUTE_DTYPES:
     raise ConfigError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {static.compute_dtype!r}")
   if static.teacher_stats not in TEACHER_STATS:

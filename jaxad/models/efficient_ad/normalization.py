@@ -57,8 +57,7 @@ def raw_maps(teacher_norm_BxHxWxC, student_BxHxWx2C, ae_BxHxWxC):
 
 def pad_and_resize(map_BxHxW, size: tuple[int, int], pad: int = MAP_PAD):
   """Zero-pad by `pad` px per side, then PyTorch bilinear (align_corners=False) resize to `size`."""
-  padded = jnp.pad(map_BxHxW, ((0, 0), (pad, pad), (pad, pad)))
-  return resize(padded, size, "bilinear", align_corners=False, antialias=False, channels_last=False)
+  return resize_grid_map(jnp.pad(map_BxHxW, ((0, 0), (pad, pad), (pad, pad))), size)
 
 
 def map_quantiles(maps, quantile_a: float = 0.9, quantile_b: float = 0.995):
@@ -93,8 +92,23 @@ def anomaly_map(map_st, map_ae, quantiles: dict, output_size: tuple[int, int], *
     map_st, map_ae = pad_and_resize(map_st, output_size, pad), pad_and_resize(map_ae, output_size, pad)
     return combined_map(map_st, map_ae, quantiles, weight_st, weight_ae, scale)
   if postprocess == "nelson":
-    return pad_and_resize(combined_map(map_st, map_ae, quantiles, weight_st, weight_ae, scale), output_size, pad)
+    return resize_grid_map(nelson_grid_map(map_st, map_ae, quantiles, pad_maps=pad_maps, weight_st=weight_st,
+                                           weight_ae=weight_ae, scale=scale), output_size)
   raise ConfigError(f"postprocess must be 'anomalib' or 'nelson', got {postprocess!r}")
+
+
+def nelson_grid_map(map_st, map_ae, quantiles: dict, *, pad_maps: bool = True, weight_st: float = 0.5,
+                    weight_ae: float = 0.5, scale: float = 0.1):
+  """nelson's combined normalised map on the PDN grid, zero-padded by 4 px if `pad_maps`: (B, h + 8, w + 8).
+  `resize_grid_map` of it to any size is the anomaly map at that size (nelson resizes to the original image)."""
+  pad = MAP_PAD if pad_maps else 0
+  combined = combined_map(map_st, map_ae, quantiles, weight_st, weight_ae, scale)
+  return jnp.pad(combined, ((0, 0), (pad, pad), (pad, pad)))
+
+
+def resize_grid_map(map_BxHxW, size: tuple[int, int]):
+  """PyTorch bilinear (align_corners=False) resize of a (B, H, W) map to `size`."""
+  return resize(map_BxHxW, size, "bilinear", align_corners=False, antialias=False, channels_last=False)
 
 
 def postprocess_maps(map_st, map_ae, output_size: tuple[int, int], *, postprocess: str = "anomalib",

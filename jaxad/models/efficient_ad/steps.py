@@ -250,14 +250,26 @@ def calibrate(static: cfg.Static, states_M: TrainState, hps_M, val, batch_size: 
 
 
 def predict(static: cfg.Static, state: TrainState, feats_BxHxWx3, image_hw: tuple[int, int]):
-  """Combined normalised map at `image_hw` (0.5·ST + 0.5·AE); image score = its maximum."""
+  """Combined normalised map at `image_hw` (0.5·ST + 0.5·AE); image score = its maximum.
+
+  With `eval_size="original"` the output adds "grid_map" (B, 64, 64): the padded map before its
+  resize, which the evaluator resizes to each test image's original size (nelson's protocol).
+  """
   map_st, map_ae = raw_maps(static, state, feats_BxHxWx3)
   mn = state.batch_stats["map_norm"]
-  amap = norm.anomaly_map(map_st, map_ae, mn, tuple(image_hw), postprocess=static.postprocess,
-                          pad_maps=_pad_maps(static), weight_st=mn["weight_st"], weight_ae=mn["weight_ae"],
-                          scale=mn["scale"])
+  weights = dict(weight_st=mn["weight_st"], weight_ae=mn["weight_ae"], scale=mn["scale"])
+  if static.postprocess == "nelson":
+    grid = norm.nelson_grid_map(map_st, map_ae, mn, pad_maps=_pad_maps(static), **weights)
+    amap = norm.resize_grid_map(grid, tuple(image_hw))
+  else:
+    grid = None
+    amap = norm.anomaly_map(map_st, map_ae, mn, tuple(image_hw), postprocess=static.postprocess,
+                            pad_maps=_pad_maps(static), **weights)
   score = amap.max(axis=(1, 2))
-  return {"score": score, "anomaly_map": amap, "map_score": score}
+  out = {"score": score, "anomaly_map": amap, "map_score": score}
+  if static.eval_size == "original":
+    out["grid_map"] = grid
+  return out
 
 
 METHOD = Method(
