@@ -15,10 +15,9 @@ host memory about 36 bytes per test pixel for the metrics, 4.2 GiB for 117 image
 `--set eval_size=input` scores at 256 px, as anomalib).
 Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release of nelson's teachers)
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an
-ImageNet (nelson) or Imagenette (anomalib) train folder; without it, the bundled photos (deviation).
-Either way a seeded pool of `penalty_pool` (1,000) images is drawn with replacement (nelson streams
-~70,000 distinct ImageNet images over the run; EfficientAD README, deviations); `--set
-penalty_pool=N` holds more (about 0.2 MB of host memory each at 256 px).
+ImageNet (nelson) or Imagenette (anomalib) train folder: each step then reads its own image from a
+shuffled pass over the folder, as nelson (`penalty_pool=0`). Without it, a pool of 1,000 random crops
+of the photos bundled with scikit-image and scikit-learn (deviation; EfficientAD README).
 `:m` selects EfficientAD-M.
 Validation: 10 % of each category's train images.
 """
@@ -37,8 +36,9 @@ def get_config(arg=None):
   size = "m" if arg == "m" else "s"
   run = {"model": "efficient_ad", "data": os.environ.get("VISA_ROOT", "data/visa"),
          "workdir": f"runs/efficient_ad_{size}_visa", "chunk": 500, "ckpt_every": 10000}
+  penalty = os.environ.get("PENALTY_IMAGES", "bundled")
   settings = {"size": size, "image_size": (256, 256), "train_steps": 70000, "batch_size": 1, "padding": False,
               "postprocess": "nelson",  # normalise the raw maps, then pad and resize, as nelson (and the paper)
               "eval_size": "original",  # metrics at each test image's own size, as nelson
-              "penalty": os.environ.get("PENALTY_IMAGES", "bundled"), "seed": 42}
+              "penalty": penalty, "penalty_pool": 1000 if penalty == "bundled" else 0, "seed": 42}
   return {"run": run, "set": settings, "paper": PAPER[size]}

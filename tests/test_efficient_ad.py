@@ -172,6 +172,35 @@ def test_penalty_stream_is_deterministic_per_step(tmp_path):
   np.testing.assert_array_equal(grayscale_uint8(rgb[None])[0, ..., 1], pil_gray)
 
 
+def test_streamed_penalty_images_follow_a_shuffled_pass_over_the_folder(tmp_path):
+  """penalty_pool=0 (nelson): step t reads file permutation(epoch)[t mod n] with nelson's transform, every
+  pass covers each file once, and the prefetched chunks equal the images made directly."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  files = []
+  for i in range(5):
+    files.append(rng.integers(0, 256, (20 + i, 30, 3), np.uint8))
+    Image.fromarray(files[-1]).save(tmp_path / f"{i}.png")
+  expected = [nelson_transform(f, (8, 8)) for f in files]
+
+  stream = PenaltyStream(str(tmp_path), (8, 8), pool=0, seed=3)
+  assert stream.images is None and stream.provenance["pool"] == 0
+  chunks = [stream(np.arange(start, start + 4))["penalty"] for start in (0, 4, 8, 12)]  # 3 prefetched
+  images = np.concatenate(chunks)[:, 0]
+  assert np.array_equal(images, PenaltyStream(str(tmp_path), (8, 8), pool=0, seed=3)(np.arange(16))["penalty"][:, 0])
+  colour = [not np.array_equal(x[..., 0], x[..., 1]) for x in images]
+  which = [next(i for i, e in enumerate(expected) if np.array_equal(x, e) or np.array_equal(x, grayscale_uint8(e[None])[0]))
+           for x in images]
+  assert sorted(which[:5]) == sorted(which[5:10]) == list(range(5))  # each pass: every file once
+  assert which[:5] != which[5:10] and any(colour) and not all(colour)  # reshuffled per pass; grayscale p 0.3
+  assert not np.array_equal(images, PenaltyStream(str(tmp_path), (8, 8), pool=0, seed=4)(np.arange(16))["penalty"][:, 0])
+
+  bundled = PenaltyStream("bundled", (16, 16), pool=0, seed=0)
+  a = bundled(np.arange(10, 16))["penalty"]
+  np.testing.assert_array_equal(bundled(np.arange(13, 16))["penalty"], a[3:])
+  assert len({x.tobytes() for x in a[:, 0]}) == 6  # one fresh crop per step
+
+
 def test_teacher_from_the_weights_registry(tmp_path, monkeypatch):
   torch = pytest.importorskip("torch")
   monkeypatch.setenv("JAXAD_CACHE", str(tmp_path))

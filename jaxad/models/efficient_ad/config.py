@@ -43,7 +43,8 @@ class Static:
   teacher_stats: str = "nelson"  # μ/σ of the teacher outputs: "nelson" (two passes) or "anomalib" (Σy, Σy²)
   penalty: str = "bundled"  # penalty images: "bundled" (photos shipped with scikit-image/scikit-learn, random
   #   crops), a folder of images (ImageNet/Imagenette: nelson's resize 2·size, center crop), or "none"
-  penalty_pool: int = 1000  # penalty images held in host memory (folder: a seeded random subset; bundled: crops)
+  penalty_pool: int = 1000  # penalty images held in host memory (folder: a seeded random subset; bundled: crops);
+  #   0 streams: every step gets its own image (folder: a shuffled pass over all files, as nelson)
   image_resize: str = "pil-bilinear"  # nelson: torchvision Resize on PIL images; anomalib: torch-bilinear-antialias
   cache_features: bool = True  # keep the train images on device (the step gathers its batch there)
   compute_dtype: str = "float32"  # training convolutions: "bfloat16" runs teacher, student and AE on bfloat16
@@ -92,10 +93,11 @@ def validate(static: Static) -> Static:
   h, w = config_lib.image_hw(static.image_size)
   if min(h, w) < MIN_IMAGE_SIDE:
     raise ConfigError(f"image_size must be at least {MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE}, got {static.image_size}")
-  bad = {k: v for k, v in dict(batch_size=static.batch_size, train_steps=static.train_steps,
-                                penalty_pool=static.penalty_pool).items() if v < 1}
+  bad = {k: v for k, v in dict(batch_size=static.batch_size, train_steps=static.train_steps).items() if v < 1}
   if bad:
     raise ConfigError(f"these settings must be positive: {bad}")
+  if static.penalty_pool < 0:
+    raise ConfigError(f"penalty_pool must be 0 (stream) or positive (a pool), got {static.penalty_pool}")
   if not 0.0 < static.lr_decay_fraction <= 1.0:
     raise ConfigError(f"lr_decay_fraction must be in (0, 1], got {static.lr_decay_fraction}")
   config_lib.check_ranges(static, positive=("out_channels",), at_least_zero=("lr_decay_gamma",),

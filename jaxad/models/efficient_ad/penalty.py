@@ -1,16 +1,20 @@
 """The penalty image stream of EfficientAD's L_pen (methods.md §4.5), generated on the host.
 
 nelson1425 draws one ImageNet image per step (Resize(2·size) → RandomGrayscale(0.3) →
-CenterCrop(size)); anomalib uses Imagenette with the same transform. jaxad holds a pool of
-`Static.penalty_pool` images in host memory (uint8) and draws, for step t, an image index and
-the grayscale coin from `default_rng([seed, t])`, so a resumed run sees the same stream.
+CenterCrop(size)) from a shuffled, endlessly repeated loader; anomalib uses Imagenette with the
+same transform. Two ways (`Static.penalty_pool`), both deterministic in (seed, step), so a
+resumed run sees the same stream:
+* pool (`penalty_pool` > 0): `penalty_pool` images held in host memory (uint8); step t draws an
+  image index and the grayscale coin from `default_rng([seed, t])`;
+* streamed (`penalty_pool=0`, nelson's way): step t reads its own image; for a folder, file
+  `permutation(epoch)[t mod n]` with a fresh seeded permutation per pass over the n files, as a
+  shuffled loader; each chunk's images are decoded on a thread pool while the previous chunk trains.
 
 Sources (`Static.penalty`):
-* a folder of images (ImageNet, Imagenette, ...): a seeded random subset of `penalty_pool`
-  files, each resized to 2·size (PIL bilinear) and center-cropped to size — nelson's transform
-  exactly, applied once; the per-step grayscale is drawn per step;
+* a folder of images (ImageNet, Imagenette, ...): each file resized to 2·size (PIL bilinear) and
+  center-cropped to size — nelson's transform exactly; the pool is a seeded random subset of files;
 * "bundled" (offline default): photos that ship with scikit-image and scikit-learn (natural
-  scenes, no textures), as `penalty_pool` random crops (scale, aspect, position, flip);
+  scenes, no textures), as random crops (scale, aspect, position, flip);
 * "none": no penalty (nelson's `--imagenet_train_path none`).
 The stream's `provenance` says which source, photos/files and pool size a run used.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -139,40 +144,95 @@ def bundled_pool(hw: tuple[int, int], pool: int, seed: int) -> np.ndarray:
   return images
 
 
+_SALT = 0xE5AD  # separates the penalty draws from the other uses of the data seed
+
+
 class PenaltyStream:
-  """stream(steps) → {"penalty": uint8 (K, batch, H, W, 3)}; deterministic in (seed, step)."""
+  """stream(steps) → {"penalty": uint8 (K, batch, H, W, 3)}; deterministic in (seed, step).
+
+  pool > 0 holds that many images; pool 0 makes each step's images when asked (see the module
+  docstring), prefetching the next chunk of as many steps.
+  """
 
   def __init__(self, source: str, image_size: tuple[int, int], pool: int, seed: int, batch: int = 1):
     self.batch = batch
     self.seed = seed
-    hw = tuple(int(s) for s in image_size)
+    self.hw = tuple(int(s) for s in image_size)
+    self.images = self.photos = self.files = None
+    self._pending, self._executor, self._orders, self._lock = None, None, {}, threading.Lock()
     if source == "bundled":
       photos = bundled_photos()
-      self.images = bundled_pool(hw, pool, seed)
+      if pool:
+        self.images = bundled_pool(self.hw, pool, seed)
+      else:
+        self.photos = list(photos.values())
       self.provenance = {"penalty": "bundled", "photos": sorted(photos), "pool": pool,
                          "transform": "random crop (area 0.1-1, aspect 3/4-4/3), resize, h-flip; grayscale p 0.3"}
+      return
+    files = folder_files(source)
+    self.provenance = {"penalty": "folder", "folder": str(Path(source).expanduser()), "files": len(files),
+                       "pool": min(pool, len(files)), "transform": "resize 2x, center crop; grayscale p 0.3 (nelson)"}
+    if not pool:
+      self.files = files
+      return
+    rng = np.random.default_rng([seed, _SALT])
+    chosen = sorted(rng.choice(len(files), size=min(pool, len(files)), replace=False))
+    self.images = np.empty((len(chosen), *self.hw, 3), np.uint8)
+    _run(lambda j: self.images.__setitem__(j, self._load(files[chosen[j]])), len(chosen))
+
+  def _load(self, path: Path) -> np.ndarray:
+    from jaxad.data.images import load_image
+    return nelson_transform(_rgb(load_image(path)), self.hw)
+
+  def _epoch_order(self, epoch: int) -> np.ndarray:
+    """The file order of one pass over the folder (a shuffled loader's epoch); the last two are kept."""
+    with self._lock:  # the prefetch thread asks too
+      if epoch not in self._orders:
+        self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+        self._orders[epoch] = np.random.default_rng([self.seed, _SALT, epoch]).permutation(len(self.files))
+      return self._orders[epoch]
+
+  def _made(self, steps: np.ndarray) -> np.ndarray:
+    """The streamed images of `steps`, before the grayscale coin: (K, batch, H, W, 3)."""
+    out = np.empty((len(steps), self.batch, *self.hw, 3), np.uint8)
+    if self.files is not None:
+      n = len(self.files)
+      positions = [int(step) * self.batch + b for step in steps for b in range(self.batch)]
+      files = [self.files[self._epoch_order(p // n)[p % n]] for p in positions]
+      flat = out.reshape(-1, *self.hw, 3)
+      _run(lambda i: flat.__setitem__(i, self._load(files[i])), len(files))
     else:
-      from jaxad.data.images import load_image
-      files = folder_files(source)
-      rng = np.random.default_rng([seed, 0xE5AD])
-      chosen = sorted(rng.choice(len(files), size=min(pool, len(files)), replace=False))
-      self.images = np.empty((len(chosen), *hw, 3), np.uint8)
+      def crop(j: int) -> None:
+        rng = np.random.default_rng([self.seed, _SALT, int(steps[j])])
+        out[j] = random_crops(self.photos, self.batch, self.hw, rng, threads=False)
+      _run(crop, len(steps))
+    return out
 
-      def load(j: int) -> None:
-        self.images[j] = nelson_transform(_rgb(load_image(files[chosen[j]])), hw)
-
-      _run(load, len(chosen))
-      self.provenance = {"penalty": "folder", "folder": str(Path(source).expanduser()), "files": len(files),
-                         "pool": len(chosen), "transform": "resize 2x, center crop; grayscale p 0.3 (nelson)"}
+  def _streamed(self, steps: np.ndarray) -> np.ndarray:
+    """`_made(steps)`, from the prefetch when it holds these steps; a run of consecutive steps then
+    prefetches the next run of as many steps on a background thread."""
+    consecutive = np.array_equal(steps, np.arange(steps[0], steps[0] + len(steps))) if len(steps) else False
+    key = (int(steps[0]), len(steps)) if consecutive else None
+    pending, self._pending = self._pending, None
+    out = pending[1].result() if pending is not None and pending[0] == key else self._made(steps)
+    if consecutive:
+      if self._executor is None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxad-penalty")
+      following = np.arange(key[0] + key[1], key[0] + 2 * key[1])
+      self._pending = ((key[0] + key[1], key[1]), self._executor.submit(self._made, following))
+    return out
 
   def __call__(self, steps) -> dict[str, np.ndarray]:
-    out = np.empty((len(steps), self.batch, *self.images.shape[1:]), np.uint8)
+    steps = np.asarray(steps)
+    if self.images is None:
+      out = self._streamed(steps)
+    else:
+      out = np.empty((len(steps), self.batch, *self.images.shape[1:]), np.uint8)
     for j, step in enumerate(steps):
       rng = np.random.default_rng([self.seed, int(step)])
-      index = rng.integers(len(self.images), size=self.batch)
+      if self.images is not None:
+        out[j] = self.images[rng.integers(len(self.images), size=self.batch)]
       gray = rng.random(self.batch) < GRAYSCALE_P
-      images = self.images[index]
       if gray.any():
-        images[gray] = grayscale_uint8(images[gray])
-      out[j] = images
+        out[j][gray] = grayscale_uint8(out[j][gray])
     return {"penalty": out}
