@@ -18,9 +18,9 @@ import os
 
 PAPER = {  # EXPECTED above (N = 246), as fractions; `jaxad fit` writes paper_comparison.md
     "icpr": {"source": "SuperSimpleNet ICPR 2024, 5-run mean, KSDD2 N = 246 (methods.md §3.13)",
-             "image_auroc": 0.9952, "pixel_auroc": 0.9916, "aupro": 0.9813, "image_ap": 0.9741},
+             "image_auroc_official": 0.9952, "pixel_auroc": 0.9916, "aupro": 0.9813, "image_ap_official": 0.9741},
     "jims": {"source": "SuperSimpleNet JIMS 2025, 5-run mean, KSDD2 N = 246 (methods.md §3.13)",
-             "image_auroc": 0.9966, "aupro": 0.9883, "image_ap": 0.9784},
+             "image_auroc_official": 0.9966, "aupro": 0.9883, "image_ap_official": 0.9784},
 }
 ARGS = (None, "jims")  # the accepted `--config file:ARG` values (None: no ARG)
 

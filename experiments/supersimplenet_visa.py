@@ -10,10 +10,10 @@ import os
 
 
 PAPER = {  # EXPECTED above, as fractions; `jaxad fit` writes paper_comparison.md
-    "icpr": {"source": "SuperSimpleNet ICPR 2024, 5-run mean (methods.md §3.13)", "image_auroc": 0.9338,
-             "pixel_auroc": 0.9834, "aupro": 0.8743, "image_ap": 0.9490},
-    "jims": {"source": "SuperSimpleNet JIMS 2025, 5-run mean (methods.md §3.13)", "image_auroc": 0.9364,
-             "aupro": 0.8742, "image_ap": 0.9517},
+    "icpr": {"source": "SuperSimpleNet ICPR 2024, 5-run mean (methods.md §3.13)", "image_auroc_official": 0.9338,
+             "pixel_auroc": 0.9834, "aupro": 0.8743, "image_ap_official": 0.9490},
+    "jims": {"source": "SuperSimpleNet JIMS 2025, 5-run mean (methods.md §3.13)", "image_auroc_official": 0.9364,
+             "aupro": 0.8742, "image_ap_official": 0.9517},
 }
 ARGS = (None, "jims")  # the accepted `--config file:ARG` values (None: no ARG)
 

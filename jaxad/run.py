@@ -118,7 +118,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
 
   test = splits["test"]
   preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
-  rows = evaluator.score_members(preds, test)
+  rows = evaluator.score_members(preds, test, method.official_image_scores)
   hp_rows = _member_hparams(hps_M)
   rows = [{"category": category or "default", "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
   report.write_tables(rows, workdir)

@@ -227,3 +227,33 @@ def test_bfloat16_training_tracks_float32(frozen, train_data, variant):
   np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)
   with pytest.raises(Exception, match="compute_dtype"):
     cfg.resolve(dataclasses.replace(STATIC, compute_dtype="float16"))
+
+
+def test_official_image_scores_rank_as_the_reference_evaluation():
+  """eval.py: torch.sigmoid of the cls logits, min-max over the test set (float32), then AUROC / AP.
+  Logits above ~16.6 all become 1.0, so every normal/anomalous pair among them counts ½; the logits'
+  own ranking has no such ties. jaxad reports both (image_auroc: logits; image_auroc_official: eval.py's)."""
+  torch = pytest.importorskip("torch")
+  from sklearn.metrics import average_precision_score, roc_auc_score
+  import types
+  from jaxad.evaluate.evaluator import score_members
+  from jaxad.models.supersimplenet.steps import official_image_scores
+
+  logits = np.array([-120.0, -3.0, 0.5, 16.0, 18.0, 25.0, 4.0, 17.0, 19.0, 40.0, 16.7], np.float32)
+  labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+  s = torch.sigmoid(torch.from_numpy(logits))
+  reference = ((s - s.min()) / (s.max() - s.min())).numpy()
+  np.testing.assert_array_equal(official_image_scores(logits), reference)
+
+  split = types.SimpleNamespace(label=labels, defect_type=["good"] * 6 + ["crack"] * 5, components=None,
+                                mask=np.zeros((11, 4, 4), np.float32))
+  split.mask[6:, 1:3, 1:3] = 1
+  preds = {"score": logits[None], "map_score": logits[None], "anomaly_map": np.random.default_rng(0).random(
+      (1, 11, 4, 4)).astype(np.float32)}
+  (row,) = score_members(preds, split, official_image_scores)
+  assert row["image_auroc_official"] == pytest.approx(roc_auc_score(labels, reference), abs=1e-12)
+  assert row["image_ap_official"] == pytest.approx(average_precision_score(labels, reference), abs=1e-12)
+  assert row["image_auroc"] == pytest.approx(roc_auc_score(labels, logits), abs=1e-12)
+  assert row["image_auroc_official"] != pytest.approx(row["image_auroc"])  # saturated pairs count ½ each
+  assert "image_auroc_official" not in score_members(preds, split)[0]
+  assert get_method("supersimplenet").official_image_scores is official_image_scores

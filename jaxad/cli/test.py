@@ -39,7 +39,7 @@ def main(args) -> int:
     preds = engine.predict_array(test.image)
     hp_rows = _member_hparams(hps_M)
     cat_rows = [{"category": record["category"], "member": m, **hp_rows[m], **r}
-                for m, r in enumerate(evaluator.score_members(preds, test))]
+                for m, r in enumerate(evaluator.score_members(preds, test, method.official_image_scores))]
     report.write_tables(cat_rows, d, stem="test_report" if args.dtype == "float32" else f"test_report_{args.dtype}")
     report.save_member_overlays(d, test, preds, args.overlays)
     rows += cat_rows

@@ -124,10 +124,11 @@ def original_size_metrics(grid_NxHxW: np.ndarray, split, batch_size: int = 8) ->
   return row
 
 
-def score_members(preds: dict, split) -> list[dict]:
+def score_members(preds: dict, split, official_image_scores=None) -> list[dict]:
   """All metrics of jaxad.metrics for each member, plus the map-max image AUROC ("seg" score) and, on
   MVTec LOCO AD, the per-kind AUROCs (`loco_image_aurocs`). Predictions with a "grid_map" are
-  scored at each image's original size (`original_size_metrics`)."""
+  scored at each image's original size (`original_size_metrics`). With `official_image_scores`
+  (`Method.official_image_scores`), image AUROC and AP of the scores as the reference ranks them too."""
   rows = []
   for m in range(preds["score"].shape[0]):
     if "grid_map" in preds:
@@ -137,5 +138,8 @@ def score_members(preds: dict, split) -> list[dict]:
                                     split.components)
       row["image_auroc_map_max"] = metrics_lib.compute_all(preds["map_score"][m], split.label)["image_auroc"]
       row.update(loco_image_aurocs(np.asarray(preds["score"][m]), split))
+    if official_image_scores is not None:
+      official = metrics_lib.compute_all(official_image_scores(np.asarray(preds["score"][m])), split.label)
+      row.update(image_auroc_official=official["image_auroc"], image_ap_official=official["image_ap"])
     rows.append({k: float(v) for k, v in row.items()})
   return rows

@@ -29,6 +29,9 @@ all members. `static` is hashable (a jit static argument); `hp` is a pytree of s
       a `provenance` attribute (dict), if present, goes into the run's provenance.json
   calibrate(static, states_M, hps_M, val) -> states_M   optional: fits post-training statistics on
       the validation split (EfficientAD's map quantiles); the result is saved as the final checkpoint
+  official_image_scores(scores_N) -> scores_N   optional: the image scores as the reference evaluation
+      ranks them, where that is not the raw score (SuperSimpleNet: float32 sigmoid, then min-max); the
+      evaluator then adds image_auroc_official and image_ap_official
 """
 
 from __future__ import annotations
@@ -57,3 +60,4 @@ class Method:
   prepare_state: Callable | None = None
   step_inputs: Callable | None = None
   calibrate: Callable | None = None
+  official_image_scores: Callable | None = None

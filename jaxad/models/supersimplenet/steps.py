@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxad.models.method import Method
@@ -133,14 +134,26 @@ def predict(static: cfg.Static, state: TrainState, feats_BxHxWxC, image_hw: tupl
   """Map: logits → bilinear upsample → torchvision blur (25, σ 4); score: the cls logit.
 
   The official outputs are the sigmoids of these. jaxad keeps the logits: sigmoid saturates to
-  exactly 1.0 in float32 for logits above ~17, which turns confident rankings into ties,
-  while every ranking metric (AUROC, AP, F1-max, AUPRO) is unchanged by the monotone sigmoid.
+  exactly 1.0 in float32 for logits above ~16.6, which turns confident rankings into ties, while
+  every ranking metric is otherwise unchanged by the monotone sigmoid (`official_image_scores`
+  gives the official ranking of the image scores, reported alongside).
   """
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   map_logits, score_logits = _model(static).apply(variables, feats_BxHxWxC, train=False)
   up = resize(map_logits, image_hw, "bilinear", align_corners=False, channels_last=False)
   anomaly_map = torchvision_gaussian_blur(up, static.blur_kernel, static.blur_sigma)
   return {"score": score_logits, "anomaly_map": anomaly_map, "map_score": anomaly_map.max(axis=(1, 2))}
+
+
+def official_image_scores(scores_N: np.ndarray) -> np.ndarray:
+  """SuperSimpleNet's official image scores: float32 sigmoid of the logits, min-max normalised over the
+  test set in float32 (eval.py). Saturated logits (above ~16.6) all become 1.0, so they tie."""
+  x = np.asarray(scores_N, np.float32)
+  one = np.float32(1)
+  with np.errstate(over="ignore"):  # exp(-x) → inf for very negative logits: sigmoid 0, as torch
+    s = one / (one + np.exp(-x))
+  lo, hi = s.min(), s.max()
+  return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)  # one value: all tie (torch: NaN)
 
 
 METHOD = Method(
@@ -158,5 +171,6 @@ METHOD = Method(
     train_step=train_step,
     predict=predict,
     prepare_train=prepare_train,
+    official_image_scores=official_image_scores,
 )
 
