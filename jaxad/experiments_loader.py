@@ -75,6 +75,17 @@ def load_experiment(spec: str) -> dict:
   unknown = sorted(set(cfg.get("run", {})) - run_fields)
   if unknown:
     raise ConfigError(f"{file}: unknown run field(s) {', '.join(unknown)}; known: {', '.join(sorted(run_fields))}")
-  cfg["set"] = {k: str(v) if not isinstance(v, (tuple, list)) else ",".join(map(str, v))
-                for k, v in cfg.get("set", {}).items()}
+  cfg["set"] = _as_text(cfg.get("set", {}))
+  if "category_settings" in cfg.get("run", {}):
+    from jaxad.run import check_category_settings
+    try:
+      check_category_settings(cfg["run"]["category_settings"])
+    except ConfigError as e:
+      raise ConfigError(f"{file}: {e}") from None
+    cfg["run"]["category_settings"] = {p: _as_text(v) for p, v in cfg["run"]["category_settings"].items()}
   return cfg
+
+
+def _as_text(settings: dict) -> dict[str, str]:
+  """Settings as `--set` gives them: text, sequences comma-joined."""
+  return {k: str(v) if not isinstance(v, (tuple, list)) else ",".join(map(str, v)) for k, v in settings.items()}

@@ -10,6 +10,7 @@ experiment's paper numbers, paper_comparison.{json,md}).
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class RunConfig:
   eval_batch_size: int = 16
   overlays: int = 12
   progress: bool = True
+  # {category pattern (fnmatch): {setting: value}}: settings for the categories a pattern matches, over the
+  # run's (later patterns win; `--set` wins over both), e.g. SensumSODF's {"softgel_*": {"image_size": (144, 144)}}
+  category_settings: dict = dataclasses.field(default_factory=dict)
 
 
 def list_categories(data: str, data_options: dict | None = None) -> list[str]:
@@ -166,8 +170,48 @@ def _member_hparams(hps_M) -> list[dict]:
   return [{k: as_py(fields[k][i].item()) for k in varying} for i in range(m)]
 
 
+def category_overrides(category_settings: dict, category: str | None) -> dict:
+  """The settings of every pattern in `category_settings` that `category` matches, later ones winning."""
+  out = {}
+  for pattern, values in category_settings.items():
+    if category is not None and fnmatch.fnmatchcase(category, pattern):
+      out.update(values)
+  return out
+
+
+def check_category_settings(category_settings) -> None:
+  """{pattern: {model setting: value}}; run settings (workdir, data, ...) are one per run, so refused."""
+  if not isinstance(category_settings, dict) or not all(
+      isinstance(k, str) and isinstance(v, dict) for k, v in category_settings.items()):
+    raise ConfigError(f"category_settings must map category patterns to dicts of settings, got {category_settings!r}")
+  run_keys = {f.name for f in dataclasses.fields(RunConfig)}
+  for pattern, values in category_settings.items():
+    if set(values) & run_keys:
+      raise ConfigError(f"category_settings[{pattern!r}] sets {sorted(set(values) & run_keys)}: run settings hold "
+                        "for the whole run; only model settings can differ by category")
+
+
+def _run_by_category_settings(run_cfg: RunConfig, overrides: dict, hps_list, log) -> list[dict]:
+  """`run` once per group of categories with the same category settings, into one workdir and summary."""
+  check_category_settings(run_cfg.category_settings)
+  categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
+  groups: dict[str, tuple[dict, list]] = {}
+  for category in categories:
+    settings = category_overrides(run_cfg.category_settings, category)
+    groups.setdefault(json.dumps(settings, sort_keys=True, default=str), (settings, []))[1].append(category)
+  rows = []
+  for settings, group in groups.values():
+    part = dataclasses.replace(run_cfg, categories=tuple(c for c in group if c is not None), category_settings={})
+    rows += [r for r in run(part, {**overrides, **settings}, hps_list, log) if r.get("category") != "mean"]
+  summary = report.with_mean(rows) if len(hps_list or [None]) == 1 else rows
+  report.write_tables(summary, run_cfg.workdir, stem="summary")
+  return summary
+
+
 def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print) -> list[dict]:
   """fit + test over the categories; writes per-category reports and the summary; returns all rows."""
+  if run_cfg.category_settings:
+    return _run_by_category_settings(run_cfg, overrides, hps_list, log)
   if hps_list is None and get_method(run_cfg.model).run is not None:
     return get_method(run_cfg.model).run(run_cfg, overrides, log)
   method, static, hp = build_static(run_cfg.model, overrides)

@@ -86,3 +86,44 @@ def test_supervised_fit_on_a_sensum_fold_end_to_end(tmp_path, capsys):
   assert main(["test", "--workdir", str(workdir)]) == 0
   again = json.loads((workdir / "capsule_0" / "test_report.json").read_text())
   assert again[0]["image_auroc"] == report[0]["image_auroc"]
+
+
+def test_category_settings_train_both_sensum_objects_in_one_run(tmp_path):
+  """Per-category settings (the Sensum experiment's image sizes): one `fit` trains each object at its own
+  size into one summary whose mean row is compared with the paper; `--set` wins over them."""
+  import json
+
+  from fake_datasets import sensum
+  from jaxad.cli import build_parser, main
+  from jaxad.cli.fit import resolve_run
+  from jaxad.run import category_overrides
+  from jaxad.experiments_loader import load_experiment
+
+  both = load_experiment("experiments/supersimplenet_sensum.py")
+  settings = both["run"]["category_settings"]
+  assert category_overrides(settings, "capsule_2") == {"image_size": "320,192"}
+  assert category_overrides(settings, "softgel_1") == {"image_size": "144,144"} and both["paper"]
+  assert "paper" not in load_experiment("experiments/supersimplenet_sensum.py:softgel")
+
+  root = sensum(tmp_path / "SensumSODF", folds=("0",), size=(40, 24))
+  exp = tmp_path / "sensum_tiny.py"
+  exp.write_text(
+      "def get_config(arg=None):\n"
+      "  return {'run': {'model': 'supersimplenet', 'categories': ('capsule_0', 'softgel_0'), 'val_fraction': 0.0,\n"
+      "                  'category_settings': {'capsule_*': {'image_size': (40, 24)}, 'softgel_*': {'image_size': (24, 24)}}},\n"
+      "          'set': {'supervised': True, 'backbone': 'tiny_test', 'backbone_weights': 'random', 'batch_size': 4,\n"
+      "                  'seg_hidden': 8, 'cls_hidden': 4},\n"
+      "          'paper': {'source': 'a paper', 'image_auroc_official': 0.9}}\n")
+  workdir = tmp_path / "run"
+  assert main(["fit", "--config", str(exp), "--data", str(root), "--workdir", str(workdir), "--no-progress",
+               "--max-steps", "1"]) == 0
+  sizes = {c: json.loads((workdir / c / "config.json").read_text())["static"]["image_size"]
+           for c in ("capsule_0", "softgel_0")}
+  assert sizes == {"capsule_0": [40, 24], "softgel_0": [24, 24]}
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert [r["category"] for r in summary] == ["capsule_0", "softgel_0", "mean"]
+  compared = json.loads((workdir / "paper_comparison.json").read_text())["rows"]
+  assert compared[0]["jaxad"] == summary[-1]["image_auroc_official"]
+
+  run, overrides = resolve_run(build_parser().parse_args(["fit", "--config", str(exp), "--set", "image_size=32,32"]))
+  assert overrides["image_size"] == "32,32" and run.category_settings == {"capsule_*": {}, "softgel_*": {}}

@@ -358,3 +358,15 @@ def test_extracted_member_tests_and_predicts_like_the_sweep(embedded_root, tmp_p
   assert len(json.loads((tmp_path / "pred" / "scores.json").read_text())) == 2
   assert main(["extract", "--workdir", str(workdir), "--member", "9", "--out", str(tmp_path / "x")]) == 2
   assert "no member 9" in capsys.readouterr().err
+
+
+def test_a_sweep_takes_per_category_settings_shared_by_its_categories():
+  """A sweep compiles one program per grid point: categories that need different settings are refused."""
+  from jaxad.errors import ConfigError
+  from jaxad.run import RunConfig
+  from jaxad.sweep.runner import _shared_category_settings
+  settings = {"capsule_*": {"image_size": "40,24"}, "softgel_*": {"image_size": "24,24"}}
+  one = RunConfig(categories=("capsule_0", "capsule_1"), category_settings=settings)
+  assert _shared_category_settings(one) == {"image_size": "40,24"}
+  with pytest.raises(ConfigError, match="capsule_0 and softgel_0 need different settings"):
+    _shared_category_settings(RunConfig(categories=("capsule_0", "softgel_0"), category_settings=settings))

@@ -55,6 +55,12 @@ def resolve_run(args):
                       "or an experiment file's run['data_options']")
   if args.backbone:
     overrides["backbone"] = args.backbone
+  if run.category_settings:  # the command line wins over an experiment's per-category settings
+    from jaxad.run import check_category_settings
+    check_category_settings(run.category_settings)
+    given = set(config_lib.parse_set_args(args.set)) | ({"backbone"} if args.backbone else set())
+    run = dataclasses.replace(run, category_settings={
+        pattern: {k: v for k, v in values.items() if k not in given} for pattern, values in run.category_settings.items()})
   run_keys = {f.name for f in dataclasses.fields(RunConfig)}
   run = config_lib.apply_overrides(run, {k: v for k, v in overrides.items() if k in run_keys})
   model_overrides = {k: v for k, v in overrides.items() if k not in run_keys}

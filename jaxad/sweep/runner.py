@@ -37,12 +37,31 @@ class SweepOptions:
   select: str = "image_auroc"  # metric that picks the best member per category
 
 
+def _shared_category_settings(run_cfg) -> dict:
+  """The experiment's per-category settings when every category of the sweep has the same ones; a sweep
+  compiles one program per grid point, so categories that need different settings are refused."""
+  from jaxad.run import category_overrides, check_category_settings
+  check_category_settings(run_cfg.category_settings)
+  categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
+  found = {}
+  for category in categories:
+    found.setdefault(repr(sorted(category_overrides(run_cfg.category_settings, category).items())),
+                     (category, category_overrides(run_cfg.category_settings, category)))
+  if len(found) > 1:
+    (a, sa), (b, sb) = list(found.values())[:2]
+    raise ConfigError(f"categories {a} and {b} need different settings ({sa} vs {sb}); sweep them one group at a "
+                      "time with --category")
+  return next(iter(found.values()))[1]
+
+
 def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], options: SweepOptions = SweepOptions(),
               log=print) -> list[dict]:
   """Trains and evaluates every member of `grid`; writes the sweep tables and plots; returns the rows."""
   method = get_method(run_cfg.model)
   if method.run is not None:
     raise ConfigError(f"{method.name} runs its own protocol (Method.run) and cannot be swept with jaxad sweep")
+  if run_cfg.category_settings:
+    overrides = {**overrides, **_shared_category_settings(run_cfg)}
   points = grid_lib.expand(method, overrides, grid,
                            lambda o: build_static(run_cfg.model, o, check_hparams=False)[1:])  # members checked there
   config_lib.check_known(overrides, points[0].static, points[0].hparams[0])
