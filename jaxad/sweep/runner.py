@@ -43,15 +43,13 @@ def _shared_category_settings(run_cfg) -> dict:
   from jaxad.run import category_overrides, check_category_settings
   check_category_settings(run_cfg.category_settings)
   categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
-  found = {}
-  for category in categories:
-    found.setdefault(repr(sorted(category_overrides(run_cfg.category_settings, category).items())),
-                     (category, category_overrides(run_cfg.category_settings, category)))
-  if len(found) > 1:
-    (a, sa), (b, sb) = list(found.values())[:2]
-    raise ConfigError(f"categories {a} and {b} need different settings ({sa} vs {sb}); sweep them one group at a "
-                      "time with --category")
-  return next(iter(found.values()))[1]
+  first = category_overrides(run_cfg.category_settings, categories[0])
+  for category in categories[1:]:
+    other = category_overrides(run_cfg.category_settings, category)
+    if other != first:
+      raise ConfigError(f"categories {categories[0]} and {category} need different settings ({first} vs {other}); "
+                        "sweep them one group at a time with --category")
+  return first
 
 
 def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], options: SweepOptions = SweepOptions(),

@@ -178,7 +178,11 @@ class PenaltyStream:
     rng = np.random.default_rng([seed, _SALT])
     chosen = sorted(rng.choice(len(files), size=min(pool, len(files)), replace=False))
     self.images = np.empty((len(chosen), *self.hw, 3), np.uint8)
-    _run(lambda j: self.images.__setitem__(j, self._load(files[chosen[j]])), len(chosen))
+
+    def load(j: int) -> None:
+      self.images[j] = self._load(files[chosen[j]])
+
+    _run(load, len(chosen))
 
   def _load(self, path: Path) -> np.ndarray:
     from jaxad.data.images import load_image
@@ -200,7 +204,11 @@ class PenaltyStream:
       positions = [int(step) * self.batch + b for step in steps for b in range(self.batch)]
       files = [self.files[self._epoch_order(p // n)[p % n]] for p in positions]
       flat = out.reshape(-1, *self.hw, 3)
-      _run(lambda i: flat.__setitem__(i, self._load(files[i])), len(files))
+
+      def load(i: int) -> None:
+        flat[i] = self._load(files[i])
+
+      _run(load, len(files))
     else:
       def crop(j: int) -> None:
         rng = np.random.default_rng([self.seed, _SALT, int(steps[j])])
