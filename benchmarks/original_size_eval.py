@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -77,18 +78,21 @@ def main() -> None:
            "--input", str(args.input)]
     rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]))
   base = rows[0]
-  import jax
-  import numpy as np
+  from jaxad import provenance
+  pixels = args.images * args.side ** 2
   result = {"images": args.images, "side": args.side, "input": args.input, "rows": rows,
             "time_ratio": rows[1]["seconds"] / base["seconds"],
             "memory_ratio": rows[1]["peak_rss_gib"] / base["peak_rss_gib"],
-            "device": platform.processor() or platform.machine(), "cpus": len(__import__("os").sched_getaffinity(0)),
-            "versions": {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__}}
+            # RSS above the baseline's, per test pixel: what original-size scoring adds.
+            "extra_bytes_per_pixel": (rows[1]["peak_rss_gib"] - base["peak_rss_gib"]) * 2**30 / pixels,
+            "device": platform.processor() or platform.machine(), "cpus": len(os.sched_getaffinity(0)),
+            "provenance": provenance.collect()}
   print(f"{args.images} images, original {args.side}² vs input {args.input}²")
   print("| scoring | seconds | peak RSS (GiB) |\n|---|---|---|")
   for r in rows:
     print(f"| {r['mode']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} |")
-  print(f"original / input: time {result['time_ratio']:.1f}×, peak memory {result['memory_ratio']:.1f}×")
+  print(f"original / input: time {result['time_ratio']:.1f}×, peak memory {result['memory_ratio']:.1f}×; "
+        f"{result['extra_bytes_per_pixel']:.0f} extra bytes per test pixel")
   if args.out:
     Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -38,17 +38,12 @@ __all__ = [
 ]
 
 _F1_EPS = 1e-10  # anomalib F1Max
+_CHUNK = 1 << 22  # elements per step of the chunked passes (keys, curve walk)
 _HIGH, _LOW = (1, 0) if sys.byteorder == "little" else (0, 1)  # uint32 halves of a uint64
 
 
 class MetricInputError(JaxadError, ValueError):
   """Scores, labels, masks or components that a metric cannot be computed from."""
-
-
-class _Counts(NamedTuple):
-  """Cumulative true/false positives at each distinct score, highest score first."""
-  tps: np.ndarray  # int64
-  fps: np.ndarray  # int64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,68 +98,132 @@ def _components(x: ArrayLike, name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sorting and counting.
+# Sorting.
 
-def _descending(scores: np.ndarray, payload: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Sorts `payload` (uint32) by score, highest first; returns (tie-group ends, payload)."""
+class _Sorted(NamedTuple):
+  """Scores sorted highest first, as comparable keys, with each one's uint32 payload (0 = negative)."""
+  keys: np.ndarray
+  payload: np.ndarray
+
+
+def _sort_descending(scores: np.ndarray, payload: np.ndarray | None = None,
+                     foreground: np.ndarray | None = None,
+                     foreground_payload: np.ndarray | None = None) -> _Sorted:
+  """Sorts by score, highest first, carrying a uint32 payload: `payload` for every element, or
+  `foreground_payload` at the flat indices `foreground` and 0 elsewhere."""
   scores = scores.reshape(-1)
-  payload = payload.reshape(-1)
   if scores.dtype != np.float32:
     as_f32 = scores.astype(np.float32)
     if not np.array_equal(as_f32, scores):
+      if payload is None:
+        payload = np.zeros(scores.size, np.uint32)
+        payload[foreground] = foreground_payload
       order = np.argsort(scores, kind="stable")[::-1]
-      return _tie_ends(scores[order]), payload[order]
+      return _Sorted(scores[order], payload.reshape(-1)[order])
     scores = as_f32
-  bits = np.negative(scores)  # ascending -score = descending score
-  bits += np.float32(0)  # -0.0 becomes +0.0, so the two zeros tie
-  bits = bits.view(np.uint32)
-  flip = bits >> np.uint32(31)
-  flip *= np.uint32(0x7FFFFFFF)
-  flip |= np.uint32(0x80000000)
-  bits ^= flip  # unsigned order of the bits = float order
   packed = np.empty(scores.size, np.uint64)
   halves = packed.view(np.uint32)
-  halves[_HIGH::2] = bits
-  halves[_LOW::2] = payload
+  high, low = halves[_HIGH::2], halves[_LOW::2]
+  for start in range(0, scores.size, _CHUNK):  # chunked, so the temporaries stay small
+    bits = np.negative(scores[start:start + _CHUNK])  # ascending -score = descending score
+    bits += np.float32(0)  # -0.0 becomes +0.0, so the two zeros tie
+    bits = bits.view(np.uint32)
+    flip = bits >> np.uint32(31)
+    flip *= np.uint32(0x7FFFFFFF)
+    flip |= np.uint32(0x80000000)
+    bits ^= flip  # unsigned order of the bits = float order
+    high[start:start + _CHUNK] = bits
+  if payload is None:
+    low[:] = 0
+    low[foreground] = foreground_payload
+  else:
+    low[:] = payload.reshape(-1)
   packed.sort()
-  return _tie_ends(halves[_HIGH::2]), halves[_LOW::2]
+  return _Sorted(high, low)
 
 
-def _tie_ends(keys_desc: np.ndarray) -> np.ndarray:
-  """Index of the last element of each run of equal keys."""
-  return np.append(np.flatnonzero(keys_desc[1:] != keys_desc[:-1]), keys_desc.size - 1)
+# ---------------------------------------------------------------------------------------------
+# One pass over the curve.
+
+def _curve_metrics(ordered: _Sorted, positives: int, region_sizes: np.ndarray | None = None,
+                   fpr_limit: float = 1.0) -> dict[str, float]:
+  """AUROC, AP, F1-max and, with `region_sizes`, AUPRO in one streamed pass over the sorted scores.
+
+  The curve has one point per distinct score (the end of each run of equal keys), (0, 0)
+  prepended. It is walked in chunks of `_CHUNK` elements with the running counts carried, so
+  the memory beyond the sorted keys stays O(chunk). Counts are exact int64; with regions a
+  payload > 0 is a region index (1-based) and a true positive is any foreground pixel.
+  """
+  keys, payload = ordered
+  total = keys.size
+  negatives = total - positives
+  if region_sizes is not None:
+    inverse_size = np.concatenate([[0.0], 1.0 / region_sizes])
+    num_regions = region_sizes.size
+  tp_prev, fp_prev, fpr_prev, pro_prev = 0, 0, 0.0, 0.0
+  tp_carry, overlap_carry = 0, 0.0
+  twice_auroc, ap_sum, f1_best, pro_area, pro_done = 0, 0.0, 0.0, 0.0, False
+  for start in range(0, total, _CHUNK):
+    stop = min(start + _CHUNK, total)
+    keys_c = keys[start:stop]
+    if stop < total:
+      is_end = keys_c != keys[start + 1:stop + 1]
+    else:
+      is_end = np.append(keys_c[1:] != keys_c[:-1], True)
+    ends = np.flatnonzero(is_end)  # may be empty: one run of ties spans the chunk
+    cumulative = np.cumsum(payload[start:stop] != 0, dtype=np.int64)
+    cumulative += tp_carry
+    tp_carry = int(cumulative[-1])
+    tps = cumulative[ends]
+    fps = ends + (start + 1) - tps
+    tps_with_prev = np.concatenate([[tp_prev], tps])
+    fps_with_prev = np.concatenate([[fp_prev], fps])
+    twice_auroc += int(np.sum(np.diff(fps_with_prev) * (tps_with_prev[1:] + tps_with_prev[:-1])))
+    precision = tps / (tps + fps)
+    ap_sum += float(np.sum(np.diff(tps_with_prev) * precision))
+    recall = tps / positives
+    f1_best = max(f1_best, float(np.max(2 * precision * recall / (precision + recall + _F1_EPS),
+                                        initial=0.0)))
+    if region_sizes is not None:
+      overlap = _carried_cumsum(inverse_size[payload[start:stop]], overlap_carry)
+      overlap_carry = overlap[-1]
+      if not pro_done:
+        fpr = np.concatenate([[fpr_prev], fps / negatives])
+        pro = np.concatenate([[pro_prev], overlap[ends] / num_regions])
+        pro_area, pro_done = _pro_area(fpr, pro, fpr_limit, pro_area)
+        fpr_prev, pro_prev = fpr[-1], pro[-1]
+    tp_prev, fp_prev = int(tps_with_prev[-1]), int(fps_with_prev[-1])
+  result = {"auroc": twice_auroc / (2.0 * positives * negatives), "ap": ap_sum / positives,
+            "f1_max": f1_best}
+  if region_sizes is not None:
+    result["aupro"] = pro_area / fpr_limit
+  return result
 
 
-def _counts_from_sorted(ends: np.ndarray, positive_desc: np.ndarray) -> _Counts:
-  cumulative = positive_desc.astype(np.int64)
-  np.cumsum(cumulative, out=cumulative)
-  tps = cumulative[ends]
-  return _Counts(tps, ends.astype(np.int64) + 1 - tps)
+def _carried_cumsum(values: np.ndarray, carry: float) -> np.ndarray:
+  """Running sum of `values` started from `carry` (the same additions as one long cumsum)."""
+  values[0] += carry
+  return np.cumsum(values, out=values)
 
 
-def _binary_counts(scores: np.ndarray, labels: np.ndarray, name: str) -> _Counts:
+def _pro_area(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float, area: float) -> tuple[float, bool]:
+  """Adds the trapezoids of the PRO curve points (first = the previous chunk's last) up to
+  `fpr_limit`, the point at the limit linearly interpolated; returns (area, limit reached)."""
+  last = np.searchsorted(fpr, fpr_limit, side="right") - 1  # last point with fpr <= limit
+  fpr_clip, pro_clip = fpr[:last + 1], pro[:last + 1]
+  done = last + 1 < fpr.size
+  if done and fpr[last] < fpr_limit:
+    step = (fpr_limit - fpr[last]) / (fpr[last + 1] - fpr[last])
+    fpr_clip = np.append(fpr_clip, fpr_limit)
+    pro_clip = np.append(pro_clip, pro[last] + step * (pro[last + 1] - pro[last]))
+  return area + float(np.sum(np.diff(fpr_clip) * (pro_clip[1:] + pro_clip[:-1])) / 2.0), done
+
+
+def _binary_metrics(scores: np.ndarray, labels: np.ndarray, name: str) -> dict[str, float]:
   _same_shape(scores, labels, f"{name} scores/labels")
-  _both_classes(int(labels.sum()), labels.size, f"{name} labels")
-  ends, labels_desc = _descending(scores, labels.astype(np.uint32))
-  return _counts_from_sorted(ends, labels_desc)
-
-
-def _auroc(c: _Counts) -> float:
-  tps = np.concatenate([[0], c.tps])
-  fps = np.concatenate([[0], c.fps])
-  twice_area = np.sum(np.diff(fps) * (tps[1:] + tps[:-1]))  # exact in int64
-  return float(twice_area / (2.0 * c.tps[-1] * c.fps[-1]))
-
-
-def _average_precision(c: _Counts) -> float:
-  precision = c.tps / (c.tps + c.fps)
-  return float(np.sum(np.diff(c.tps, prepend=0) * precision) / c.tps[-1])
-
-
-def _f1_max(c: _Counts) -> float:
-  precision = c.tps / (c.tps + c.fps)
-  recall = c.tps / c.tps[-1]
-  return float(np.max(2 * precision * recall / (precision + recall + _F1_EPS)))
+  positives = int(labels.sum())
+  _both_classes(positives, labels.size, f"{name} labels")
+  return _curve_metrics(_sort_descending(scores, labels.astype(np.uint32)), positives)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,63 +231,61 @@ def _f1_max(c: _Counts) -> float:
 
 def auroc(scores_N: ArrayLike, labels_N: ArrayLike) -> float:
   """Area under the exact ROC curve (= sklearn `roc_auc_score`); any matching shapes."""
-  return _auroc(_binary_counts(_scores(scores_N, "scores"), _binary(labels_N, "labels"), "auroc"))
+  return _binary_metrics(_scores(scores_N, "scores"), _binary(labels_N, "labels"), "auroc")["auroc"]
 
 
 def average_precision(scores_N: ArrayLike, labels_N: ArrayLike) -> float:
   """Step-wise average precision (= sklearn `average_precision_score`)."""
-  counts = _binary_counts(_scores(scores_N, "scores"), _binary(labels_N, "labels"), "ap")
-  return _average_precision(counts)
+  return _binary_metrics(_scores(scores_N, "scores"), _binary(labels_N, "labels"), "ap")["ap"]
 
 
 def f1_max(scores_N: ArrayLike, labels_N: ArrayLike) -> float:
   """Best F1 over all thresholds (= anomalib `F1Max`)."""
-  counts = _binary_counts(_scores(scores_N, "scores"), _binary(labels_N, "labels"), "f1_max")
-  return _f1_max(counts)
+  return _binary_metrics(_scores(scores_N, "scores"), _binary(labels_N, "labels"), "f1_max")["f1_max"]
 
 
-def _image_counts(scores_N: ArrayLike, labels_N: ArrayLike) -> _Counts:
+def _image_metrics(scores_N: ArrayLike, labels_N: ArrayLike) -> dict[str, float]:
   scores = _scores(scores_N, "image scores")
   labels = _binary(labels_N, "image labels")
   _same_shape(scores, labels, "image scores/labels", ndim=1)
-  return _binary_counts(scores, labels, "image")
+  return _binary_metrics(scores, labels, "image")
 
 
-def _pixel_counts(maps_NxHxW: ArrayLike, masks_NxHxW: ArrayLike) -> _Counts:
+def _pixel_metrics(maps_NxHxW: ArrayLike, masks_NxHxW: ArrayLike) -> dict[str, float]:
   maps = _scores(maps_NxHxW, "anomaly maps")
   masks = _binary(masks_NxHxW, "masks")
   _same_shape(maps, masks, "anomaly maps/masks", ndim=3)
-  return _binary_counts(maps, masks, "pixel")
+  return _binary_metrics(maps, masks, "pixel")
 
 
 def image_auroc(scores_N: ArrayLike, labels_N: ArrayLike) -> float:
   """Image-level AUROC from one score and one 0/1 label per image."""
-  return _auroc(_image_counts(scores_N, labels_N))
+  return _image_metrics(scores_N, labels_N)["auroc"]
 
 
 def image_ap(scores_N: ArrayLike, labels_N: ArrayLike) -> float:
   """Image-level average precision ("AP-det")."""
-  return _average_precision(_image_counts(scores_N, labels_N))
+  return _image_metrics(scores_N, labels_N)["ap"]
 
 
 def image_f1_max(scores_N: ArrayLike, labels_N: ArrayLike) -> float:
   """Image-level F1-max."""
-  return _f1_max(_image_counts(scores_N, labels_N))
+  return _image_metrics(scores_N, labels_N)["f1_max"]
 
 
 def pixel_auroc(maps_NxHxW: ArrayLike, masks_NxHxW: ArrayLike) -> float:
   """Pixel AUROC over all pixels of all images pooled."""
-  return _auroc(_pixel_counts(maps_NxHxW, masks_NxHxW))
+  return _pixel_metrics(maps_NxHxW, masks_NxHxW)["auroc"]
 
 
 def pixel_ap(maps_NxHxW: ArrayLike, masks_NxHxW: ArrayLike) -> float:
   """Pixel average precision over all pixels pooled ("AP-loc")."""
-  return _average_precision(_pixel_counts(maps_NxHxW, masks_NxHxW))
+  return _pixel_metrics(maps_NxHxW, masks_NxHxW)["ap"]
 
 
 def pixel_f1_max(maps_NxHxW: ArrayLike, masks_NxHxW: ArrayLike) -> float:
   """Pixel F1-max over all pixels pooled."""
-  return _f1_max(_pixel_counts(maps_NxHxW, masks_NxHxW))
+  return _pixel_metrics(maps_NxHxW, masks_NxHxW)["f1_max"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,33 +307,23 @@ def connected_components(mask_HxW: ArrayLike) -> np.ndarray:
   return labels
 
 
-def _region_index(components_NxHxW: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Renumbers regions 1..R by (image, label); returns (index_NxHxW uint32, sizes_R)."""
+def _region_index(components_NxHxW: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Numbers regions 1..R by (image, label); returns (flat foreground indices, their region
+  numbers as uint32, region sizes (R,))."""
   flat = components_NxHxW.reshape(-1)
   foreground = np.flatnonzero(flat)
-  image_of_pixel = foreground // (flat.size // components_NxHxW.shape[0])
-  pair = image_of_pixel * (int(flat.max()) + 1) + flat[foreground]
-  _, region_of_pixel = np.unique(pair, return_inverse=True)
-  index = np.zeros(flat.size, np.uint32)
-  index[foreground] = region_of_pixel + 1
-  return index.reshape(components_NxHxW.shape), np.bincount(region_of_pixel)
-
-
-class _SortedPixels(NamedTuple):
-  """Pixels by descending score: tie-group ends, region index (0 = background), counts."""
-  ends: np.ndarray
-  region_desc: np.ndarray
-  region_sizes: np.ndarray
-  counts: _Counts  # tps = anomalous pixels, fps = background pixels
-
-
-def _sorted_pixels(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike) -> _SortedPixels:
-  maps = _scores(maps_NxHxW, "anomaly maps")
-  comps = _components(components_NxHxW, "components")
-  _same_shape(maps, comps, "anomaly maps/components", ndim=3)
-  index, sizes = _region_index(comps)
-  ends, region_desc = _descending(maps, index)
-  return _SortedPixels(ends, region_desc, sizes, _counts_from_sorted(ends, region_desc != 0))
+  labels_per_image = int(flat.max(initial=0)) + 1
+  pair = foreground // (flat.size // components_NxHxW.shape[0])  # image of each pixel
+  pair *= labels_per_image
+  pair += flat[foreground]
+  if components_NxHxW.shape[0] * labels_per_image <= max(flat.size, 1 << 20):
+    present = np.zeros(components_NxHxW.shape[0] * labels_per_image, np.uint32)
+    present[pair] = 1
+    np.cumsum(present, out=present)  # 1-based number of each present (image, label) pair
+    region = present[pair]
+  else:  # sparse, large labels: a sort instead of a table
+    region = (np.unique(pair, return_inverse=True)[1] + 1).astype(np.uint32)
+  return foreground, region, np.bincount(region)[1:]
 
 
 def _check_fpr_limit(fpr_limit: float) -> None:
@@ -284,24 +331,22 @@ def _check_fpr_limit(fpr_limit: float) -> None:
     raise MetricInputError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
 
 
-def _aupro(pixels: _SortedPixels, fpr_limit: float) -> float:
-  background = pixels.counts.fps
-  num_regions = pixels.region_sizes.size
-  if num_regions == 0 or background[-1] == 0:
+def _region_metrics(maps: np.ndarray, comps: np.ndarray, fpr_limit: float) -> dict[str, float]:
+  """Pixel AUROC, AP and F1-max (foreground = any region) and AUPRO, from one sort."""
+  foreground, region, sizes = _region_index(comps)
+  if sizes.size == 0 or foreground.size == comps.size:
     raise MetricInputError("aupro needs at least one anomalous region and one background pixel")
-  inverse_size = np.concatenate([[0.0], 1.0 / pixels.region_sizes])
-  overlap = inverse_size[pixels.region_desc]
-  np.cumsum(overlap, out=overlap)
-  fpr = np.concatenate([[0.0], background / background[-1]])
-  pro = np.concatenate([[0.0], overlap[pixels.ends] / num_regions])
-  last = np.searchsorted(fpr, fpr_limit, side="right") - 1  # last point with fpr <= limit
-  fpr_clip, pro_clip = fpr[:last + 1], pro[:last + 1]
-  if fpr[last] < fpr_limit:
-    step = (fpr_limit - fpr[last]) / (fpr[last + 1] - fpr[last])
-    fpr_clip = np.append(fpr_clip, fpr_limit)
-    pro_clip = np.append(pro_clip, pro[last] + step * (pro[last + 1] - pro[last]))
-  area = np.sum(np.diff(fpr_clip) * (pro_clip[1:] + pro_clip[:-1])) / 2.0
-  return float(area / fpr_limit)
+  ordered = _sort_descending(maps, foreground=foreground, foreground_payload=region)
+  del foreground, region
+  return _curve_metrics(ordered, int(sizes.sum()), sizes, fpr_limit)
+
+
+def _checked_maps_and_components(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+  maps = _scores(maps_NxHxW, "anomaly maps")
+  comps = _components(components_NxHxW, "components")
+  _same_shape(maps, comps, "anomaly maps/components", ndim=3)
+  return maps, comps
 
 
 def aupro(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike, fpr_limit: float = 0.3) -> float:
@@ -315,7 +360,7 @@ def aupro(maps_NxHxW: ArrayLike, components_NxHxW: ArrayLike, fpr_limit: float =
     fpr_limit: upper integration limit on the global false positive rate.
   """
   _check_fpr_limit(fpr_limit)
-  return _aupro(_sorted_pixels(maps_NxHxW, components_NxHxW), fpr_limit)
+  return _region_metrics(*_checked_maps_and_components(maps_NxHxW, components_NxHxW), fpr_limit)["aupro"]
 
 
 def compute_all(image_scores_N: ArrayLike, image_labels_N: ArrayLike,
@@ -327,28 +372,31 @@ def compute_all(image_scores_N: ArrayLike, image_labels_N: ArrayLike,
   Returns keys image_auroc, image_ap, image_f1_max and, with maps, pixel_auroc, pixel_ap,
   pixel_f1_max and aupro. Masks must hold both classes (so there is at least one region for
   AUPRO). Components are computed from the masks (8-connectivity) when not given; given
-  components must be > 0 exactly where the mask is 1.
+  components must be > 0 exactly where the mask is 1, and alone (no masks) they are the masks.
   """
   _check_fpr_limit(fpr_limit)
-  counts = _image_counts(image_scores_N, image_labels_N)
-  result = {"image_auroc": _auroc(counts), "image_ap": _average_precision(counts),
-            "image_f1_max": _f1_max(counts)}
+  image = _image_metrics(image_scores_N, image_labels_N)
+  result = {"image_auroc": image["auroc"], "image_ap": image["ap"], "image_f1_max": image["f1_max"]}
   if maps_NxHxW is None:
     return result
+  if masks_NxHxW is None and components_NxHxW is None:
+    raise MetricInputError("pixel metrics need masks_NxHxW or components_NxHxW with maps_NxHxW")
   if masks_NxHxW is None:
-    raise MetricInputError("pixel metrics need masks_NxHxW together with maps_NxHxW")
-  maps = _scores(maps_NxHxW, "anomaly maps")
-  masks = _binary(masks_NxHxW, "masks")
-  _same_shape(maps, masks, "anomaly maps/masks", ndim=3)
-  _both_classes(int(masks.sum()), masks.size, "mask pixels")
-  if components_NxHxW is None:
-    comps = connected_components(masks)
+    maps, comps = _checked_maps_and_components(maps_NxHxW, components_NxHxW)
   else:
-    comps = _components(components_NxHxW, "components")
-    _same_shape(comps, masks, "components/masks")
-    if not np.array_equal(comps > 0, masks):
-      raise MetricInputError("components disagree with masks (components > 0 must equal masks)")
-  pixels = _sorted_pixels(maps, comps)
-  result.update(pixel_auroc=_auroc(pixels.counts), pixel_ap=_average_precision(pixels.counts),
-                pixel_f1_max=_f1_max(pixels.counts), aupro=_aupro(pixels, fpr_limit))
+    maps = _scores(maps_NxHxW, "anomaly maps")
+    masks = _binary(masks_NxHxW, "masks")
+    _same_shape(maps, masks, "anomaly maps/masks", ndim=3)
+    _both_classes(int(masks.sum()), masks.size, "mask pixels")
+    if components_NxHxW is None:
+      comps = connected_components(masks)
+    else:
+      comps = _components(components_NxHxW, "components")
+      _same_shape(comps, masks, "components/masks")
+      if not np.array_equal(comps > 0, masks):
+        raise MetricInputError("components disagree with masks (components > 0 must equal masks)")
+    del masks
+  pixel = _region_metrics(maps, comps, fpr_limit)
+  result.update(pixel_auroc=pixel["auroc"], pixel_ap=pixel["ap"], pixel_f1_max=pixel["f1_max"],
+                aupro=pixel["aupro"])
   return result

@@ -117,8 +117,8 @@ def original_size_metrics(grid_NxHxW: np.ndarray, split, batch_size: int = 8) ->
       regions += int(labels.max())
       at += n
   shape = (1, total, 1)  # one "image": the region labels are already unique across images
-  row = metrics_lib.compute_all(scores_N, split.label, maps_P.reshape(shape), (regions_P > 0).reshape(shape),
-                                regions_P.reshape(shape))
+  row = metrics_lib.compute_all(scores_N, split.label, maps_P.reshape(shape),
+                                components_NxHxW=regions_P.reshape(shape))
   row["image_auroc_map_max"] = row["image_auroc"]
   row.update(loco_image_aurocs(scores_N, split))
   return row
