@@ -15,8 +15,8 @@ Maps are normalised before they are padded and resized, as nelson (`postprocess=
 pads first, which puts its zero border below every normal pixel and raised AU-PRO by 2–9 points
 in a synthetic check, session 12). Scored at each test image's original size, as nelson and the
 MVTec evaluation (`eval_size=original`: the map is resized to the image and its maximum is the score;
-host memory about 36 bytes per test pixel for the metrics, 4.2 GiB for 117 images of 1024²; LOCO's
-images of 1–2 megapixels make that roughly 15–20 GB per category, an estimate from the image sizes;
+host memory about 16 bytes per test pixel for the metrics, 2.5 GiB for 117 images of 1024²; LOCO's
+images of 1–2 megapixels make that roughly 7–10 GB per category, an estimate from the image sizes;
 `--set eval_size=input` scores at 256 px, as anomalib).
 Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release of nelson's teachers)
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an

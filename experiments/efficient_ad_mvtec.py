@@ -12,7 +12,7 @@ Maps are normalised before they are padded and resized, as nelson (`postprocess=
 pads first, which puts its zero border below every normal pixel and raised AU-PRO by 2–9 points
 in a synthetic check, session 12). Scored at each test image's original size, as nelson and the
 MVTec evaluation (`eval_size=original`: the map is resized to the image and its maximum is the score;
-host memory about 36 bytes per test pixel for the metrics, 4.2 GiB for 117 images of 1024²;
+host memory about 16 bytes per test pixel for the metrics, 2.5 GiB for 117 images of 1024²;
 `--set eval_size=input` scores at 256 px, as anomalib).
 Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release of nelson's teachers)
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an

@@ -15,9 +15,12 @@ All metrics run on the host in numpy with exact int64 counts, so they stay exact
   `fpr_limit`. Deviation: anomalib returns 0 when there is no region or no background pixel;
   here that is an error, because the metric is undefined.
 
-Speed: float32 scores are sorted as one packed uint64 key (order-preserving score bits in the
-high half, label or region index in the low half), which numpy sorts ~10× faster than an
-`argsort`. Scores that float32 cannot represent exactly fall back to a stable `argsort`.
+Speed and memory: float32 scores are sorted as one packed uint64 key (order-preserving score bits
+in the high half, label or region index in the low half), which numpy sorts ~10× faster than an
+`argsort`. Scores that float32 cannot represent exactly fall back to a stable `argsort`. All four
+curve metrics then come from one pass over the sorted keys in chunks of `_CHUNK` elements, running
+counts carried, so beyond the inputs the pixel metrics hold ~8 bytes per pixel (the keys) plus
+O(chunk).
 """
 
 from __future__ import annotations
