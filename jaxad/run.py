@@ -105,6 +105,8 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
             "static": config_lib.to_record(static),
             "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
   workdir.mkdir(parents=True, exist_ok=True)
+  for stale in workdir.glob("report.*"):  # a report exists only for the run that finished last (sweep resume)
+    stale.unlink()
   (workdir / "config.json").write_text(json.dumps(record, indent=2))
   frozen = frozen or method.make_frozen(static)
   log(f"[{category}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
@@ -123,6 +125,8 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   test = splits["test"]
   preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
   rows = evaluator.score_members(preds, test, method.official_image_scores)
+  for m in (m for m, r in enumerate(rows) if not r):
+    log(f"[{category}] member {m}: non-finite predictions (its training diverged); no metrics")
   hp_rows = _member_hparams(hps_M)
   rows = [{"category": category or "default", "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
   report.write_tables(rows, workdir)
@@ -153,11 +157,12 @@ def write_validation_statistics(workdir: Path, predict_fn, states, frozen_vars, 
 def validation_statistics(preds: dict) -> dict:
   """Per-member quantiles of validation (normal) image scores and map values: thresholds come from here."""
   out = {}
-  for key in ("score", "map_score"):
-    v = preds[key]
-    out[key] = {f"q{q}": np.quantile(v, q / 100, axis=1).tolist() for q in (50, 90, 99, 100)}
-  maps = preds["anomaly_map"].reshape(preds["anomaly_map"].shape[0], -1)
-  out["anomaly_map"] = {f"q{q}": np.quantile(maps, q / 100, axis=1).tolist() for q in (50, 99, 99.9)}
+  with np.errstate(invalid="ignore"):  # a diverged member's non-finite values give NaN quantiles
+    for key in ("score", "map_score"):
+      v = preds[key]
+      out[key] = {f"q{q}": np.quantile(v, q / 100, axis=1).tolist() for q in (50, 90, 99, 100)}
+    maps = preds["anomaly_map"].reshape(preds["anomaly_map"].shape[0], -1)
+    out["anomaly_map"] = {f"q{q}": np.quantile(maps, q / 100, axis=1).tolist() for q in (50, 99, 99.9)}
   return out
 
 

@@ -304,7 +304,7 @@ def test_static_points_tables_and_plots_from_an_experiment_sweep_section(embedde
   with Image.open(workdir / "plots" / "image_size.png") as im:
     assert im.size == (3 * 378, 2 * 288)  # 2 × 3 metric panels
   # Non-sweepable settings and malformed tuples are one-line errors.
-  assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "image_size=32,16",
+  assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "image_size=32,32",
                "--workdir", str(tmp_path / "bad")]) == 2
   assert "separate values that contain commas with ';'" in capsys.readouterr().err
   assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "data_seed=0,1",
@@ -358,6 +358,10 @@ def test_extracted_member_tests_and_predicts_like_the_sweep(embedded_root, tmp_p
   assert len(json.loads((tmp_path / "pred" / "scores.json").read_text())) == 2
   assert main(["extract", "--workdir", str(workdir), "--member", "9", "--out", str(tmp_path / "x")]) == 2
   assert "no member 9" in capsys.readouterr().err
+  # A second extraction into the same folder is refused before anything is written.
+  assert main(["extract", "--workdir", str(workdir), "--member", "0", "--out", str(out)]) == 2
+  assert "already holds" in capsys.readouterr().err
+  assert json.loads((out / "brick" / "config.json").read_text())["hparams"]["seed"] == [1]
 
 
 def test_a_sweep_takes_per_category_settings_shared_by_its_categories():
@@ -370,3 +374,57 @@ def test_a_sweep_takes_per_category_settings_shared_by_its_categories():
   assert _shared_category_settings(one) == {"image_size": "40,24"}
   with pytest.raises(ConfigError, match="capsule_0 and softgel_0 need different settings"):
     _shared_category_settings(RunConfig(categories=("capsule_0", "softgel_0"), category_settings=settings))
+
+
+def test_a_member_that_diverges_midway_is_reported_without_metrics(embedded_root, tmp_path, reference):
+  """lr 1e30: a first step leaves huge but finite parameters, a later one a non-finite loss. The member is
+  frozen at that last finite state, which predicts non-finite maps: it is reported (alive false, no
+  metrics) and the other member's results are those of its run in the reference sweep."""
+  _, ref_rows = reference
+  rows = _sweep(embedded_root, tmp_path / "div", grid={"lr": ["0.01", "1e30"], "seed": ["0"]}, shard=False)
+  assert [r["alive"] for r in rows] == [True, False]
+  assert not any(k in rows[1] for k in ("image_auroc", "pixel_auroc", "aupro"))
+  want = next(r for r in ref_rows if (r["noise_std"], r["seed"]) == (0.5, 0))  # lr 0.01 is the default
+  for k in ("image_auroc", "pixel_auroc", "aupro"):
+    assert rows[0][k] == pytest.approx(want[k], abs=1e-6), k
+  best = json.loads((tmp_path / "div" / "sweep_best.json").read_text())
+  assert [b["member"] for b in best] == [0]
+
+
+def test_a_rerun_never_reports_results_of_other_settings(embedded_root, tmp_path, monkeypatch):
+  from jaxad import run as run_lib
+  from jaxad.checkpoint import Checkpointer
+  workdir = tmp_path / "rerun"
+  grid = {"noise_std": ["0.25", "0.5"], "seed": ["0", "1"]}
+
+  def sweep(g=grid, workdir=workdir, **run_kw):
+    return run_sweep(_run_cfg(embedded_root, workdir, **run_kw), {}, g, SweepOptions(shard=False), log=QUIET)
+
+  sweep(max_steps=2)
+  # The grid's order numbers the members: reordered, it is another sweep.
+  with pytest.raises(ConfigError, match="order of the grid"):
+    sweep({"seed": grid["seed"], "noise_std": grid["noise_std"]}, max_steps=2)
+  # A smaller step limit cannot reuse the checkpoints of the longer run.
+  with pytest.raises(ConfigError, match="past this run's 1 steps"):
+    sweep(max_steps=1)
+  # An extension interrupted while training is not taken for finished (its start removed the old report).
+  monkeypatch.setattr(run_lib.loop, "fit", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+  with pytest.raises(KeyboardInterrupt):
+    sweep(max_steps=3)
+  monkeypatch.undo()
+  assert not (workdir / "brick" / "report.json").exists()
+  sweep(max_steps=3)
+  ckpt = Checkpointer(workdir / "brick")
+  assert ckpt.latest_step() == 3
+  ckpt.close()
+  # A folder that holds another run (here a one-member fit) is refused, not adopted or overwritten.
+  fit_dir = tmp_path / "fit"
+  run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=2), {}, log=QUIET)
+  with pytest.raises(ConfigError, match="holds another run"):
+    sweep(workdir=fit_dir, max_steps=2)
+
+
+def test_sweep_cli_refuses_zero_members_per_chunk(embedded_root, tmp_path, capsys):
+  assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "seed=0:2",
+               "--members-per-chunk", "0", "--workdir", str(tmp_path / "zero")]) == 2
+  assert "--members-per-chunk must be at least 1, got 0" in capsys.readouterr().err

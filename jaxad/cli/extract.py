@@ -21,6 +21,7 @@ def register(subparsers) -> None:
 def main(args) -> int:
   from jaxad.sweep.extract import extract_member
   written = extract_member(args.workdir, args.member, args.out, args.category)
+  which = f" --category {written[0].name}" if len(written) > 1 else ""
   print(f"member {args.member} → {', '.join(map(str, written))}; use it with "
-        f"`jaxad test --workdir {args.out}` or `jaxad predict --workdir {args.out} IMAGES`")
+        f"`jaxad test --workdir {args.out}{which}` or `jaxad predict --workdir {args.out}{which} IMAGES`")
   return 0

@@ -17,6 +17,7 @@ Running the same command again resumes an interrupted sweep.
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers) -> None:
@@ -65,7 +66,8 @@ def main(args) -> int:
     run = dataclasses.replace(run, overlays=0)  # M × 12 pictures per category: only on request
   budget_gb = args.memory_budget if args.memory_budget is not None else section.get("memory_budget_gb")
   options = SweepOptions(
-      members_per_chunk=args.members_per_chunk or section.get("members_per_chunk"),
+      members_per_chunk=(args.members_per_chunk if args.members_per_chunk is not None
+                         else section.get("members_per_chunk")),
       memory_budget_bytes=None if budget_gb is None else int(float(budget_gb) * 2**30),
       shard=not args.no_shard and section.get("shard", True),
       select=args.select or section.get("select", "image_auroc"))
@@ -77,7 +79,11 @@ def main(args) -> int:
     raise ConfigError(f"--memory-budget must be positive (GB), got {budget_gb}")
   rows = run_sweep(run, overrides, grid, options)
   from jaxad.sweep.outputs import best_per_category
-  print(markdown_table(best_per_category(rows, options.select)))
+  best = best_per_category(rows, options.select)
+  if not best:
+    print(f"jaxad sweep: no alive member has a finite {options.select} (not a metric of this dataset, or every "
+          "member diverged): sweep_best is empty", file=sys.stderr)
+  print(markdown_table(best))
   print(f"\n{len(rows)} rows in {run.workdir}/sweep_results.{{csv,md,json}}; best per category: sweep_best.*; "
         f"plots: {run.workdir}/plots/")
   return 0

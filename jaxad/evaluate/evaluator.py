@@ -128,9 +128,13 @@ def score_members(preds: dict, split, official_image_scores=None) -> list[dict]:
   """All metrics of jaxad.metrics for each member, plus the map-max image AUROC ("seg" score) and, on
   MVTec LOCO AD, the per-kind AUROCs (`loco_image_aurocs`). Predictions with a "grid_map" are
   scored at each image's original size (`original_size_metrics`). With `official_image_scores`
-  (`Method.official_image_scores`), image AUROC and AP of the scores as the reference ranks them too."""
+  (`Method.official_image_scores`), image AUROC and AP of the scores as the reference ranks them too.
+  A member whose predictions are not all finite gets an empty row (no metrics)."""
   rows = []
   for m in range(preds["score"].shape[0]):
+    if not all(np.isfinite(preds[k][m]).all() for k in ("score", "anomaly_map", "grid_map") if k in preds):
+      rows.append({})  # a diverged member (frozen in a sweep): its metrics are undefined
+      continue
     if "grid_map" in preds:
       row = original_size_metrics(preds["grid_map"][m], split)
     else:

@@ -19,7 +19,8 @@ all members. `static` is hashable (a jit static argument); `hp` is a pytree of s
   prepare_train(static, train, data_seed) -> (train, sampler | None)   optional: expands the train
       split (augmented copies, loss weights) and gives sampler(epoch) -> indices of that epoch
   run(run_cfg, overrides, log) -> rows    optional: replaces `jaxad.run.run` for protocols the
-      shared fit → validate → test does not cover (SimpleNet's official test-set selection)
+      shared fit → validate → test does not cover (SimpleNet's official test-set selection); the
+      method's `resolve` refuses those protocols' options, so sweeps take the shared engine
   prepare_state(static, states_M, train) -> states_M   optional: fills data-dependent state that is not
       trained (EfficientAD: the frozen teacher and its channel statistics over the train images)
       before step 0 of a fresh run (a resumed run restores it from the checkpoint)

@@ -36,6 +36,9 @@ def extract_member(workdir: str | Path, member: int, out: str | Path, categories
     raise JaxadError(f"no trained categories under {run_dir} (expected <dir>/<category>/config.json)")
   if out.resolve() == run_dir.resolve():
     raise JaxadError(f"--out {out} is the run itself; give a new folder")
+  taken = [str(out / d.name) for d in cat_dirs if (out / d.name).exists() and any((out / d.name).iterdir())]
+  if taken:
+    raise JaxadError(f"--out {out} already holds {', '.join(taken)}; give a new folder or delete it")
   written = []
   for cat_dir in cat_dirs:
     _, _, hps_M, states, _, record = load_trained(cat_dir)
@@ -52,7 +55,6 @@ def extract_member(workdir: str | Path, member: int, out: str | Path, categories
     meta = source.restore_meta(step)
     source.close()
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "config.json").write_text(json.dumps(record, indent=2))
     target = Checkpointer(dest)
     target.save(step, one, {**meta, "alive": [meta["alive"][slot]], "config": record})
     target.close()
@@ -61,6 +63,7 @@ def extract_member(workdir: str | Path, member: int, out: str | Path, categories
       (dest / "validation.json").write_text(json.dumps(per_member(val, slot), indent=2))
     if (cat_dir / "provenance.json").exists():
       shutil.copy(cat_dir / "provenance.json", dest / "provenance.json")
+    (dest / "config.json").write_text(json.dumps(record, indent=2))  # last: a run folder is complete or not one
     written.append(dest)
   return written
 

@@ -99,19 +99,22 @@ def expand(method, base_overrides: dict[str, str], grid: dict[str, list[str]], b
     dvals = tuple((k, v) for k, v in values.items() if k not in static_fields)
     if svals not in points:
       static, base_hparams[svals] = build_static({**base_overrides, **dict(svals)})
-      _check_tuple_lengths(method.static_cls(), static, dict(svals))
+      for other in points.values():
+        if other.static == static:
+          raise ConfigError(f"--grid {_show(svals)} and {_show(other.static_values.items())} give the same settings; "
+                            f"separate values that contain commas with ';', e.g. image_size=64,64;128,128")
       points[svals] = Point(len(points), dict(svals), static, [], [])
     hp = config_lib.apply_overrides(base_hparams[svals], dict(dvals))
     method.check_hparams(hp)
+    for member, other in zip(points[svals].members, points[svals].hparams):
+      if other == hp:
+        raise ConfigError(f"--grid: members {member.index} and {index} are the same setting "
+                          f"({_show(member.static_values + member.dynamic_values)}); give each value once, and separate "
+                          "values that contain commas with ';', e.g. image_size=64,64;128,128")
     points[svals].members.append(Member(index, svals, dvals))
     points[svals].hparams.append(hp)
   return list(points.values())
 
 
-def _check_tuple_lengths(default_static, static, values: dict[str, str]) -> None:
-  for key, text in values.items():
-    like = getattr(default_static, key)
-    got = getattr(static, key)
-    if isinstance(like, tuple) and isinstance(got, tuple) and len(got) != len(like):
-      raise ConfigError(f"--grid {key}: value {text!r} has {len(got)} item(s), expected {len(like)}; separate "
-                        f"values that contain commas with ';', e.g. {key}=64,64;128,128")
+def _show(values) -> str:
+  return " ".join(f"{k}={v}" for k, v in values)

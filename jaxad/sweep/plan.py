@@ -59,8 +59,10 @@ def load(workdir: str | Path, key: dict) -> dict | None:
   if not path.exists():
     return None
   stored = json.loads(path.read_text())
-  if stored.get("key") != json.loads(json.dumps(key)):
-    differs = sorted(k for k in set(key) | set(stored.get("key", {})) if stored.get("key", {}).get(k) != key.get(k))
+  key = json.loads(json.dumps(key))
+  old = stored.get("key", {})
+  if old != key or list(old.get("grid", {})) != list(key["grid"]):  # the grid's order numbers the members
+    differs = sorted(k for k in set(key) | set(old) if old.get(k) != key.get(k)) or ["the order of the grid's fields"]
     raise ConfigError(f"{path} describes a different sweep (differs in: {', '.join(differs)}); "
                       "use another --workdir or delete it")
   return stored

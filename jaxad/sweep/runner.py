@@ -55,9 +55,7 @@ def _shared_category_settings(run_cfg) -> dict:
 def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], options: SweepOptions = SweepOptions(),
               log=print) -> list[dict]:
   """Trains and evaluates every member of `grid`; writes the sweep tables and plots; returns the rows."""
-  method = get_method(run_cfg.model)
-  if method.run is not None:
-    raise ConfigError(f"{method.name} runs its own protocol (Method.run) and cannot be swept with jaxad sweep")
+  method = get_method(run_cfg.model)  # a Method.run protocol's options are refused by its resolve: engine path
   if run_cfg.category_settings:
     overrides = {**overrides, **_shared_category_settings(run_cfg)}
   points = grid_lib.expand(method, overrides, grid,
@@ -108,15 +106,15 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
     mine = [g for i, g in enumerate(groups, ordinal) if i % n_proc == proc]
     ordinal += len(groups)
     hparams = {m.index: hp for m, hp in zip(point.members, point.hparams)}
+    group_hps = {g.name: stack_members(plan_lib.padded([hparams[m] for m in g.members], g.slots)) for g in mine}
     for category in categories:
-      todo = [g for g in mine if not _finished(workdir / g.dir / (category or "default"), run_cfg)]
+      todo = [g for g in mine if not _finished(workdir / g.dir / (category or "default"), run_cfg, method,
+                                               point.static, group_hps[g.name])]
       if todo and category not in splits:
         splits = {category: load_splits(run_cfg, method, point.static, category)}  # one category in memory
       for group in todo:
-        hps_M = stack_members(plan_lib.padded([hparams[m] for m in group.members], group.slots))
-        mesh = None
-        if group.devices > 1:
-          mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:group.devices]), ("members",))
+        hps_M = group_hps[group.name]
+        mesh = _mesh(group, options.shard, log)
         log(f"[{category}] group {group.name}: members {_span(group.members)} "
             f"({group.slots} slots on {group.devices} device(s))")
         run_category(dataclasses.replace(run_cfg, workdir=str(workdir / group.dir)), method, point.static, hps_M,
@@ -131,11 +129,32 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
   return rows
 
 
-def _finished(cat_dir: Path, run_cfg) -> bool:
-  """A group's category is done when its report exists and was made with the same step limit."""
-  if not (cat_dir / "report.json").exists() or not (cat_dir / "config.json").exists():
+def _finished(cat_dir: Path, run_cfg, method, static, hps_M) -> bool:
+  """Whether a group's category is done: its report exists (`run_category` deletes it when it starts, so
+  it is the last run's) and that run had the same step limit. A folder holding another run (other
+  model, settings or members) is an error, never adopted or overwritten."""
+  if not (cat_dir / "config.json").exists():
     return False
-  return json.loads((cat_dir / "config.json").read_text())["run"].get("max_steps") == run_cfg.max_steps
+  stored = json.loads((cat_dir / "config.json").read_text())
+  want = json.loads(json.dumps({"model": method.name, "static": config_lib.to_record(static),
+                                "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}))
+  differs = [k for k in want if stored.get(k) != want[k]]
+  if differs:
+    raise ConfigError(f"{cat_dir} holds another run (its {' and '.join(differs)} differ from this sweep's); "
+                      "use another --workdir")
+  return (cat_dir / "report.json").exists() and stored["run"].get("max_steps") == run_cfg.max_steps
+
+
+def _mesh(group, shard: bool, log):
+  """The 1-D "members" mesh a group's M axis is split over; None (one device) when the group was
+  planned for one device, when sharding is off, or when fewer devices are present than planned."""
+  if group.devices == 1 or not shard:
+    return None
+  devices = jax.local_devices()
+  if len(devices) < group.devices:
+    log(f"group {group.name} was planned for {group.devices} devices; {len(devices)} present: one device")
+    return None
+  return jax.sharding.Mesh(np.array(devices[:group.devices]), ("members",))
 
 
 def _span(members) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxad import provenance
 from jaxad.checkpoint import Checkpointer
-from jaxad.errors import JaxadError
+from jaxad.errors import ConfigError, JaxadError
 from jaxad.train.state import TrainState, keep_if_finite
 
 INIT_TAG, TRAIN_TAG = 0, 1
@@ -299,6 +299,10 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   if latest is not None:
     states, meta = ckpt.restore(latest, states)
     start = int(meta["step"])
+    if start > total:
+      ckpt.close()
+      raise ConfigError(f"{workdir}: its checkpoint is at step {start}, past this run's {total} steps "
+                        "(a smaller --max-steps?); use another --workdir")
     _truncate_log(workdir / "metrics.jsonl", start)
   elif method.prepare_state is not None:
     states = method.prepare_state(static, states, train)
