@@ -428,3 +428,12 @@ def test_sweep_cli_refuses_zero_members_per_chunk(embedded_root, tmp_path, capsy
   assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "seed=0:2",
                "--members-per-chunk", "0", "--workdir", str(tmp_path / "zero")]) == 2
   assert "--members-per-chunk must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_group_planned_for_more_devices_than_present_runs_on_one():
+  from jaxad.sweep.runner import _mesh
+  logged = []
+  group = lambda devices: plan_lib.Group("p0c0", 0, (0, 1), 8, devices, ".")  # noqa: E731
+  assert _mesh(group(8), True, logged.append) is None and "planned for 8 devices; 4 present" in logged[0]
+  assert _mesh(group(4), False, logged.append) is None  # --no-shard on resume
+  assert _mesh(group(4), True, logged.append).devices.size == 4
