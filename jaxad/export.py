@@ -118,8 +118,9 @@ def write(path: str | Path, exported, leaves: list, meta: dict) -> Path:
 
 def export_run(category_dir: str | Path, out: str | Path, *, member: int = 0, dtype: str = "float32",
                input_hw: tuple[int, int] | None = None, platforms: tuple[str, ...] | None = None,
-               embed_params: bool = False) -> Path:
-  """Exports member `member` of the trained run in `category_dir` to the artefact `out`."""
+               embed_params: bool = False, sweep_member: int | None = None) -> Path:
+  """Exports member `member` (the index on the run's M axis) of the trained run in `category_dir` to the
+  artefact `out`; `sweep_member`, the sweep's number of that member, is what meta.json records then."""
   from jaxad import config as config_lib
   from jaxad.errors import ConfigError
   from jaxad.infer import InferenceEngine
@@ -137,7 +138,8 @@ def export_run(category_dir: str | Path, out: str | Path, *, member: int = 0, dt
   input_hw = tuple(input_hw or static.image_size)
   exported, leaves = export_engine(engine, input_hw, platforms, embed_params)
   threshold = validation_threshold(category_dir, member)
-  meta = {"method": method.name, "category": record.get("category"), "member": member, "dtype": dtype,
+  numbering = {"member": member} if sweep_member is None else {"member": sweep_member, "sweep_slot": member}
+  meta = {"method": method.name, "category": record.get("category"), **numbering, "dtype": dtype,
           "input_hw": list(input_hw), "model_hw": list(static.image_size), "input_dtype": "uint8",
           "outputs": {"score": "(B,)", "map_score": "(B,)", "anomaly_map": f"(B, {static.image_size[0]}, "
                       f"{static.image_size[1]})"},

@@ -249,6 +249,35 @@ def find_run_dir(workdir: str | Path, category: str | None) -> Path:
   return root / found[0]
 
 
+def find_member(workdir: str | Path, category: str | None, member: int) -> tuple[Path, int, int | None]:
+  """(category dir, slot on its M axis, sweep member number or None) of `--member` in `--workdir`.
+
+  With a sweep workdir (sweep.json) `member` is the sweep's global member number. In a chunk
+  folder of a sweep it is the slot there, and padding slots (copies of another member) are
+  refused. Otherwise it is the index on the run's M axis.
+  """
+  from jaxad.sweep import plan as plan_lib
+  from jaxad.sweep.runner import member_location
+  root = Path(workdir)
+  if (root / plan_lib.PLAN_FILE).exists():
+    group_dir, slot = member_location(root, member)
+    return find_run_dir(group_dir, category), slot, member
+  run_dir = find_run_dir(root, category)
+  parent = root.resolve().parent
+  if (parent / plan_lib.PLAN_FILE).exists():
+    groups = plan_lib.all_groups(read_json(parent / plan_lib.PLAN_FILE))
+    group = next((g for g in groups if g.dir != "." and (parent / g.dir).resolve() == root.resolve()), None)
+    if group is not None:
+      if not 0 <= member < len(group.members):
+        what = (f"padding (a copy of sweep member {group.members[-1]})" if 0 <= member < group.slots
+                else "not one of its slots")
+        raise ConfigError(f"--member {member} of sweep chunk {root} is {what}; that folder holds sweep member(s) "
+                          f"{', '.join(map(str, group.members))}: give --workdir {parent} with the sweep's member "
+                          f"number, e.g. --member {group.members[0]}")
+      return run_dir, member, group.members[member]
+  return run_dir, member, None
+
+
 def read_json(path: Path) -> dict:
   """A run folder's JSON file; a damaged one is reported by name."""
   try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 def register(subparsers) -> None:
   p = subparsers.add_parser("export", help="serialise a trained model's predict (jax.export / StableHLO)",
                             description=__doc__)
-  p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run")
+  p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run or `jaxad sweep`")
   p.add_argument("--category", default=None, help="category sub-folder of the run (needed if it has several)")
-  p.add_argument("--member", type=int, default=0, help="sweep member to export (default 0)")
+  p.add_argument("--member", type=int, default=0,
+                 help="member to export: the sweep's member number with a sweep workdir, else the run's (default 0)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="precision of the network")
   p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                  help="size of the uint8 images the artefact takes (default: the model's image size)")
@@ -28,13 +29,14 @@ def register(subparsers) -> None:
 
 def main(args) -> int:
   from pathlib import Path
-  from jaxad.run import find_run_dir
+  from jaxad.run import find_member
   from jaxad.export import export_run
 
-  run_dir = find_run_dir(args.workdir, args.category)
+  run_dir, slot, sweep_member = find_member(args.workdir, args.category, args.member)
   out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}.jaxad"
   platforms = tuple(p.strip() for p in args.platforms.split(",")) if args.platforms else None
-  path = export_run(run_dir, out, member=args.member, dtype=args.dtype, input_hw=args.input_size,
-                    platforms=platforms, embed_params=args.embed_params)
-  print(f"exported {run_dir.name} (member {args.member}, {args.dtype}) to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+  path = export_run(run_dir, out, member=slot, dtype=args.dtype, input_hw=args.input_size,
+                    platforms=platforms, embed_params=args.embed_params, sweep_member=sweep_member)
+  member = slot if sweep_member is None else sweep_member
+  print(f"exported {run_dir.name} (member {member}, {args.dtype}) to {path} ({path.stat().st_size / 1e6:.1f} MB)")
   return 0

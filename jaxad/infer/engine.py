@@ -157,13 +157,14 @@ class InferenceEngine:
   def predict_array(self, images_NxHxWx3: np.ndarray, batch_size: int = 16) -> dict:
     """Host outputs for N images: score (M, N), map_score (M, N), anomaly_map (M, N, h, w).
 
-    Batches all have `batch_size` images (the last is padded with copies of the last image), so the
-    whole array compiles once.
+    Batches all have `batch_size` images (the last, or only, one is padded with copies of the last
+    image; padded rows are dropped), so calls with any N compile once per (image shape, dtype).
     """
     n = len(images_NxHxWx3)
     if n == 0:
       raise DataError("no images to predict")
-    batch_size = max(1, min(batch_size, n))
+    if batch_size < 1:
+      raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
 
     def batches():
       for start in range(0, n, batch_size):

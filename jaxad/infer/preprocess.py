@@ -7,8 +7,8 @@ uint8 images, /255 and the ImageNet normalisation, all in float32.
 
 Resamplers: "torch-bilinear", "torch-bilinear-antialias" and "cv2-bilinear" use the host's own
 matrices (equal up to float32 summation order, so a cv2 rounding can flip by one gray level on
-rare pixels); "pil-bilinear" uses the exact antialiased bilinear, which PIL's fixed-point
-resampler approximates to within one gray level (documented in jaxad.data.transforms).
+rare pixels); "pil-bilinear" reproduces Pillow's fixed-point two-pass resize bit for bit
+(`jaxad.ops.pil_resize`), so SimpleNet's and EfficientAD's device inputs equal the host pipeline's.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import numpy as np
 
 from jaxad.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, _resized_size_and_crop
 from jaxad.errors import DataError
+from jaxad.ops.pil_resize import pass_order, pil_bilinear_resize, pil_bilinear_weights
 from jaxad.ops.resize import resize_matrix
 from jaxad.ops.separable import apply_separable
 
 _ANTIALIASED = ("torch-bilinear-antialias", "pil-bilinear")
-_UINT8_ROUNDED = ("cv2-bilinear", "pil-bilinear")
+_UINT8_ROUNDED = ("cv2-bilinear",)
 
 
 def resize_matrices(in_hw: tuple[int, int], size: tuple[int, int], config: PreprocessConfig):
@@ -43,12 +44,26 @@ def resize_matrices(in_hw: tuple[int, int], size: tuple[int, int], config: Prepr
 def preprocess_images(images_BxHxWx3, size: tuple[int, int], config: PreprocessConfig):
   """uint8 images of any size → float32 network input of `size` (jax arrays, traceable)."""
   x = images_BxHxWx3.astype(jnp.float32)
-  mats = resize_matrices(images_BxHxWx3.shape[1:3], size, config)
-  if mats is not None:
-    x = apply_separable(x, *mats)
-    if config.image_resize in _UINT8_ROUNDED:
-      x = jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)
+  in_hw = tuple(images_BxHxWx3.shape[1:3])
+  if config.image_resize == "pil-bilinear":
+    x = _pil_resize_and_crop(x, in_hw, tuple(size), config.resize_shorter)
+  else:
+    mats = resize_matrices(in_hw, size, config)
+    if mats is not None:
+      x = apply_separable(x, *mats)
+      if config.image_resize in _UINT8_ROUNDED:
+        x = jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)
   x = x / np.float32(255.0)
   if config.normalize:
     x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
   return x
+
+
+def _pil_resize_and_crop(x, in_hw: tuple[int, int], size: tuple[int, int], resize_shorter: int | None):
+  """Pillow's bilinear resize (to `size`, or of the shorter side to `resize_shorter` + centre crop)."""
+  (mid_h, mid_w), (top, left) = _resized_size_and_crop(in_hw[0], in_hw[1], size, resize_shorter)
+  if (mid_h, mid_w) == in_hw:  # PIL returns a copy: only the crop remains
+    return x[:, top:top + size[0], left:left + size[1]]
+  weights_h = pil_bilinear_weights(in_hw[0], mid_h)[top:top + size[0]]
+  weights_w = pil_bilinear_weights(in_hw[1], mid_w)[left:left + size[1]]
+  return pil_bilinear_resize(x, weights_h, weights_w, pass_order(in_hw, (mid_h, mid_w)))
