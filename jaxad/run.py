@@ -103,7 +103,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   train = splits["train"]
   record = {"run": config_lib.to_record(run), "model": method.name, "category": category, "n_train": len(train),
             "static": config_lib.to_record(static),
-            "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
+            "hparams": hparams_record(hps_M)}
   workdir.mkdir(parents=True, exist_ok=True)
   for stale in workdir.glob("report.*"):  # a report exists only for the run that finished last (sweep resume)
     stale.unlink()
@@ -132,6 +132,11 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   report.write_tables(rows, workdir)
   report.save_member_overlays(workdir, test, preds, run.overlays)
   return rows
+
+
+def hparams_record(hps_M) -> dict:
+  """Stacked Hparams as config.json stores them: {field: [one value per member]}."""
+  return {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}
 
 
 def _save_calibrated(workdir: Path, states) -> None:

@@ -22,8 +22,6 @@ from jaxad.ops.pil_resize import pass_order, pil_bilinear_resize, pil_bilinear_w
 from jaxad.ops.resize import resize_matrix
 from jaxad.ops.separable import apply_separable
 
-_ANTIALIASED = ("torch-bilinear-antialias", "pil-bilinear")
-_UINT8_ROUNDED = ("cv2-bilinear",)
 
 
 def resize_matrices(in_hw: tuple[int, int], size: tuple[int, int], config: PreprocessConfig):
@@ -33,7 +31,7 @@ def resize_matrices(in_hw: tuple[int, int], size: tuple[int, int], config: Prepr
       raise DataError(f"images are {tuple(in_hw)} but image_resize='none' needs {tuple(size)}")
     return None
   (mid_h, mid_w), (top, left) = _resized_size_and_crop(in_hw[0], in_hw[1], tuple(size), config.resize_shorter)
-  antialias = config.image_resize in _ANTIALIASED
+  antialias = config.image_resize == "torch-bilinear-antialias"  # pil-bilinear: _pil_resize_and_crop
   mat_h = resize_matrix(in_hw[0], mid_h, "bilinear", False, antialias)[top:top + size[0]]
   mat_w = resize_matrix(in_hw[1], mid_w, "bilinear", False, antialias)[left:left + size[1]]
   if all(m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(len(m))) for m in (mat_h, mat_w)):
@@ -51,7 +49,7 @@ def preprocess_images(images_BxHxWx3, size: tuple[int, int], config: PreprocessC
     mats = resize_matrices(in_hw, size, config)
     if mats is not None:
       x = apply_separable(x, *mats)
-      if config.image_resize in _UINT8_ROUNDED:
+      if config.image_resize == "cv2-bilinear":  # OpenCV resamples uint8 images
         x = jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)
   x = x / np.float32(255.0)
   if config.normalize:

@@ -24,7 +24,7 @@ from jaxad import config as config_lib
 from jaxad.errors import ConfigError
 from jaxad.evaluate import report
 from jaxad.models import get_method
-from jaxad.run import build_static, list_categories, load_splits, run_category
+from jaxad.run import build_static, hparams_record, list_categories, load_splits, run_category
 from jaxad.sweep import grid as grid_lib, memory, outputs, plan as plan_lib
 from jaxad.train.state import stack_members
 
@@ -137,7 +137,7 @@ def _finished(cat_dir: Path, run_cfg, method, static, hps_M) -> bool:
     return False
   stored = json.loads((cat_dir / "config.json").read_text())
   want = json.loads(json.dumps({"model": method.name, "static": config_lib.to_record(static),
-                                "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}))
+                                "hparams": hparams_record(hps_M)}))
   differs = [k for k in want if stored.get(k) != want[k]]
   if differs:
     raise ConfigError(f"{cat_dir} holds another run (its {' and '.join(differs)} differ from this sweep's); "
