@@ -1,6 +1,7 @@
 """Loads an experiment file (experiments/*.py): `get_config(arg)` returns {"run": {...}, "set": {...}}.
 
-Optional keys: "sweep" (a sweep section), "notes", and "paper": the published numbers the run
+Optional keys: "sweep" (a sweep section: "grid", "members_per_chunk", "memory_budget_gb", "select" and
+"shard", as `jaxad.sweep.grid.check_section` checks them), "notes", and "paper": the published numbers the run
 reproduces, {"source": text, <metric>: value in [0, 1], ...} with metrics named as in the reports
 (`jaxad.evaluate.report.METRIC_ORDER`); `jaxad fit` then writes paper_comparison.{json,md}.
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from jaxad.errors import ConfigError
 from jaxad.run import RunConfig
+from jaxad.sweep.grid import check_section
 
 
 def _describe(e: Exception, file: Path) -> str:
@@ -71,6 +73,8 @@ def load_experiment(spec: str) -> dict:
     raise ConfigError(f"{file}: get_config must return a dict with keys run/set (and optionally sweep, notes, "
                       f"paper)")
   _check_paper(cfg.get("paper"), file)
+  if "sweep" in cfg:
+    check_section(cfg["sweep"], file)
   run_fields = {f.name for f in dataclasses.fields(RunConfig)}
   unknown = sorted(set(cfg.get("run", {})) - run_fields)
   if unknown:

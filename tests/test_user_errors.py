@@ -31,6 +31,35 @@ from jaxad.sweep.grid import parse_grid_args
      r"'i_auroc' is not a report metric; known: image_auroc"),
     ("def get_config(arg):\n  return {'set': {}, 'paper': {'source': 's', 'aupro': 91.1}}\n", r"paper aupro=91\.1 "
      r"must be a number in \[0, 1\] \(reports are not ×100\)"),
+
+    # the sweep section: a typo or a mistyped value was ignored (or read as something else)
+    ("def get_config(arg):\n  return {'set': {}, 'sweep': {'grdi': {'seed': [0, 1]}}}\n", r"unknown sweep key\(s\) "
+     r"'grdi'; accepted: grid, members_per_chunk, memory_budget_gb, select, shard"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'seed': [0]}, 'member_per_chunk': 2}}\n",
+     r"unknown sweep key\(s\) 'member_per_chunk'"),
+    ("def get_config(arg):\n  return {'sweep': [('grid', {})]}\n", r"'sweep' must be a dict with keys grid, "),
+    ("def get_config(arg):\n  return {'sweep': {'grid': [('seed', [0])]}}\n", r"sweep\['grid'\] must map field names"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'seed': 3}}}\n", r"sweep grid field 'seed' must be a list "
+     r"of values \(e\.g\. \[0\.8, 1\.6\] or range\(3\)\), got 3"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'noise_std': '0.8,1.6'}}}\n", r"field 'noise_std' must be a "
+     r"list of values .*, got '0\.8,1\.6'"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'seed': {0, 1}}}}\n", r"field 'seed' must be a list"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'image_size': (64, 32)}}}\n", r"field 'image_size' is the "
+     r"tuple \(64, 32\); a tuple is one value here, so write \[\(64, 32\)\] for that one value or \[64, 32\] for 2"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'seed': []}}}\n", r"sweep grid field 'seed' has no values"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'seed': range(0)}}}\n", r"field 'seed' has no values"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {'seed': [{'a': 1}]}}}\n", r"field 'seed': value \{'a': 1\} "
+     r"is neither a number, a text nor a tuple of them"),
+    ("def get_config(arg):\n  return {'sweep': {'grid': {3: [0]}}}\n", r"sweep grid keys must be field names, got 3"),
+    ("def get_config(arg):\n  return {'sweep': {'members_per_chunk': '2'}}\n", r"sweep\['members_per_chunk'\] "
+     r"must be an integer ≥ 1 or None, got '2'"),
+    ("def get_config(arg):\n  return {'sweep': {'members_per_chunk': 0}}\n", r"members_per_chunk'\] must be"),
+    ("def get_config(arg):\n  return {'sweep': {'memory_budget_gb': -1}}\n", r"sweep\['memory_budget_gb'\] must be "
+     r"a positive number of GB or None, got -1"),
+    ("def get_config(arg):\n  return {'sweep': {'shard': 'false'}}\n", r"sweep\['shard'\] must be True or False, "
+     r"got 'false'"),
+    ("def get_config(arg):\n  return {'sweep': {'select': 'auroc'}}\n", r"sweep\['select'\] 'auroc' is not a "
+     r"metric; choose one of image_auroc"),
 ])
 def test_experiment_file_errors_name_the_file(tmp_path, source, match):
   path = tmp_path / "exp.py"
@@ -48,6 +77,24 @@ def test_experiment_file_must_be_python_and_its_argument_known(tmp_path):
     load_experiment(str(tmp_path))
   with pytest.raises(ConfigError, match=r"unknown argument 'smok'; it takes none, 'jims', 'smoke'"):
     load_experiment("experiments/supersimplenet_mvtec.py:smok")  # a typo once loaded the full 300-epoch config
+
+
+def test_every_experiment_file_loads_with_each_of_its_arguments():
+  import importlib.util
+  from pathlib import Path
+  from jaxad.sweep.grid import grid_from_experiment
+  files = sorted(Path("experiments").glob("*.py"))
+  assert files
+  for file in files:
+    module_spec = importlib.util.spec_from_file_location(f"args_of_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    for arg in getattr(module, "ARGS", None) or (None,):
+      spec = str(file) if arg is None else f"{file}:{arg}"
+      cfg = load_experiment(spec)
+      assert grid_from_experiment(cfg.get("sweep", {}), spec) is not None
+  sweep = load_experiment("experiments/supersimplenet_embedded.py")["sweep"]
+  assert grid_from_experiment(sweep, "") == {"noise_std": ["0.8", "1.6", "3.2"], "seed": ["0", "1", "2"]}
 
 
 @pytest.mark.parametrize("value, expected", [(64, (64, 64)), ((48,), (48, 48)), ((64, 32), (64, 32)),
@@ -71,12 +118,30 @@ def test_every_method_checks_its_image_size(model):
 
 
 def test_grid_ranges_need_integers_and_a_field_comes_once():
-  with pytest.raises(ConfigError, match="A:B takes two integers"):
-    parse_grid_args(["seed=a:b"])
-  with pytest.raises(ConfigError, match="A:B takes two integers"):
-    parse_grid_args(["seed=0:2:3"])
+  for bad in ("seed=0:2:3", "seed=0.5:2", "seed=1e3:4", "seed=0:"):
+    with pytest.raises(ConfigError, match="is not a range: A:B takes two integers"):
+      parse_grid_args([bad])
+  with pytest.raises(ConfigError, match=r"gives no values \(A:B is the integers A..B-1\)"):
+    parse_grid_args(["seed=3:1"])
   with pytest.raises(ConfigError, match="seed is given twice"):
     parse_grid_args(["seed=0,1", "seed=2,3"])
+  with pytest.raises(ConfigError, match="--grid expects FIELD=VALUES"):
+    parse_grid_args(["=0,1"])
+
+
+def test_grid_values_holding_colons_are_kept_whole_or_refused():
+  """`A:B` is a range only as a field's one value with integer ends: a path such as C:/w.pth was refused as a bad
+  range, and a range among other values (seed=0:3,5) became the text "0:3"."""
+  assert parse_grid_args(["backbone_weights=C:/w/a.pth", "teacher=hf:org/x,D:/t.pth", "seed= -1 : 2,"]) == {
+      "backbone_weights": ["C:/w/a.pth"], "teacher": ["hf:org/x", "D:/t.pth"], "seed": ["-1", "0", "1"]}
+  assert parse_grid_args(["image_size=64,64;a:b,1", "x=k=v"]) == {"image_size": ["64,64", "a:b,1"], "x": ["k=v"]}
+  with pytest.raises(ConfigError, match=r"'seed=0:3,5': a range A:B must be the field's only value; list every "
+                                        r"value instead: seed=0,1,2,5"):
+    parse_grid_args(["seed=0:3,5"])
+  with pytest.raises(ConfigError, match=r"list every value instead: seed=0;1;7"):
+    parse_grid_args(["seed=0:2;7"])
+  with pytest.raises(ConfigError, match=r"'2:3.5' is not a range"):
+    parse_grid_args(["noise_std=0.1,2:3.5"])
 
 
 def _fake_run(root, category="brick", config="{}"):
@@ -177,6 +242,7 @@ def test_cli_options_are_checked_before_any_work(tmp_path, capsys):
       (["predict", "--workdir", str(tmp_path / "nowhere"), str(tmp_path)], "does not exist"),
       (["predict", "--workdir", str(tmp_path / "run"), "--batch-size", "0", str(tmp_path)], "--batch-size must be"),
       (["sweep", "--grid", "noise_std=a,b", "--workdir", str(tmp_path / "w")], "setting noise_std=a"),
+      (["sweep", "--grid", "seed=0:3,5", "--workdir", str(tmp_path / "w")], "list every value instead: seed=0,1,2,5"),
       (["sweep", "--grid", "seed=0,1", "--memory-budget", "-5", "--workdir", str(tmp_path / "w")],
        "--memory-budget must be positive"),
       (["distill", "--out", str(tmp_path / "t.safetensors"), "--images", str(tmp_path / "nope"), "--steps", "1"],

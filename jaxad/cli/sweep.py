@@ -26,8 +26,9 @@ def register(subparsers) -> None:
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   add_common(p)
   p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...|A:B|V1;V2",
-                 help="values of one Static or Hparams field (comma list; A:B for the integers A..B-1; "
-                      "';' between values that contain commas); repeatable; adds to the experiment's sweep section")
+                 help="values of one Static or Hparams field (comma list; A:B alone for the integers A..B-1, "
+                      "other values may hold ':', e.g. C:/w.pth; ';' between values that contain commas); "
+                      "repeatable; adds to the experiment's sweep section (a field named in both takes these values)")
   p.add_argument("--members-per-chunk", type=int, default=None,
                  help="members trained at once (default: the largest chunk that fits the device's memory)")
   p.add_argument("--memory-budget", type=float, default=None, metavar="GB",

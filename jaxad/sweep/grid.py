@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
+import numbers
+import re
 
 from jaxad import config as config_lib
 from jaxad.errors import ConfigError
@@ -33,28 +36,53 @@ class Point:
   hparams: list  # one Hparams per member
 
 
+_RANGE = re.compile(r"([+-]?\d+)\s*:\s*([+-]?\d+)")
+SECTION_KEYS = ("grid", "members_per_chunk", "memory_budget_gb", "select", "shard")  # an experiment's `sweep`
+
+
 def parse_grid_args(items: list[str]) -> dict[str, list[str]]:
-  """`FIELD=V1,V2,…`, `FIELD=A:B` (integers A..B-1) or `FIELD=V1;V2` (values holding commas, e.g. tuples)."""
+  """`FIELD=V1,V2,…`, `FIELD=A:B` (integers A..B-1) or `FIELD=V1;V2` (values holding commas, e.g. tuples).
+
+  Only the first '=' splits. `A:B` is a range only as a field's one value with integer ends; other
+  values holding ':' (paths such as C:/w.pth, names such as hf:org/x) are kept whole, and numbers
+  around ':' that are not such a range are refused, never read as text.
+  """
   grid = {}
   for item in items:
-    if "=" not in item:
+    key, eq, values = item.partition("=")
+    key = key.strip()
+    if not eq or not key:
       raise ConfigError(f"--grid expects FIELD=VALUES, got {item!r}")
-    key, values = (s.strip() for s in item.split("=", 1))
     if key in grid:
       raise ConfigError(f"--grid {key} is given twice; put all its values in one --grid")
-    if ";" in values:
-      grid[key] = [v.strip() for v in values.split(";") if v.strip()]
-    elif ":" in values and "," not in values:
-      try:
-        lo, hi = (int(v) for v in values.split(":"))
-      except ValueError:
-        raise ConfigError(f"--grid {item!r}: A:B takes two integers (A..B-1)") from None
-      grid[key] = [str(v) for v in range(lo, hi)]
-    else:
-      grid[key] = [v.strip() for v in values.split(",") if v.strip()]
-    if not grid[key]:
-      raise ConfigError(f"--grid {item!r} gives no values")
+    sep = ";" if ";" in values else ","
+    parts = [v.strip() for v in values.split(sep) if v.strip()]
+    ranges = [_RANGE.fullmatch(v) for v in parts]
+    if len(parts) == 1 and ranges[0]:
+      parts = [str(i) for i in range(int(ranges[0][1]), int(ranges[0][2]))]
+    elif any(ranges):
+      listed = [str(i) for v, m in zip(parts, ranges) for i in (range(int(m[1]), int(m[2])) if m else [v])]
+      raise ConfigError(f"--grid {item!r}: a range A:B must be the field's only value; list every value "
+                        f"instead: {key}={sep.join(listed)}")
+    for v in parts:
+      if ":" in v and all(_is_number(p) for p in v.split(":")):
+        raise ConfigError(f"--grid {item!r}: {v!r} is not a range: A:B takes two integers (A..B-1), e.g. "
+                          f"{key}=0:3; list other numbers with commas")
+    if not parts:
+      raise ConfigError(f"--grid {item!r} gives no values" + (" (A:B is the integers A..B-1)" if ":" in values else ""))
+    grid[key] = parts
   return grid
+
+
+def _is_number(text: str) -> bool:
+  """Whether `text` is a number or empty (an end of a would-be range such as 0.5:2, 0: or 0:2:3)."""
+  if not text.strip():
+    return True
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
 
 
 def as_text(value) -> str:
@@ -64,18 +92,58 @@ def as_text(value) -> str:
   return str(value)
 
 
+def _is_scalar(value) -> bool:
+  return value is None or isinstance(value, (str, numbers.Number))
+
+
 def grid_from_experiment(section: dict, source: str) -> dict[str, list[str]]:
-  """The `grid` of an experiment file's `sweep` section: {field: [values]} (a range counts as a list)."""
+  """The `grid` of an experiment file's `sweep` section: {field: [values] or range(…)} as text.
+
+  A tuple is one value there (image_size (64, 64)), so a field's values must be a list or a range.
+  """
   grid = section.get("grid", {})
   if not isinstance(grid, dict):
-    raise ConfigError(f"{source}: sweep['grid'] must map field names to lists of values")
+    raise ConfigError(f"{source}: sweep['grid'] must map field names to lists of values, got {grid!r}")
   out = {}
   for key, values in grid.items():
-    values = list(values) if isinstance(values, (list, tuple, range)) else [values]
+    if not isinstance(key, str) or not key:
+      raise ConfigError(f"{source}: sweep grid keys must be field names, got {key!r}")
+    if isinstance(values, tuple):
+      raise ConfigError(f"{source}: sweep grid field {key!r} is the tuple {values!r}; a tuple is one value here, so "
+                        f"write [{values!r}] for that one value or {list(values)!r} for {len(values)} values")
+    if not isinstance(values, (list, range)):
+      raise ConfigError(f"{source}: sweep grid field {key!r} must be a list of values (e.g. [0.8, 1.6] or range(3)), "
+                        f"got {values!r}")
     if not values:
       raise ConfigError(f"{source}: sweep grid field {key!r} has no values")
+    for v in values:
+      if not (_is_scalar(v) or isinstance(v, (tuple, list)) and v and all(_is_scalar(x) for x in v)):
+        raise ConfigError(f"{source}: sweep grid field {key!r}: value {v!r} is neither a number, a text nor a "
+                          "tuple of them")
     out[key] = [as_text(v) for v in values]
   return out
+
+
+def check_section(section, source) -> None:
+  """Refuses an experiment's `sweep` section with a key other than SECTION_KEYS or a mistyped value."""
+  if not isinstance(section, dict):
+    raise ConfigError(f"{source}: 'sweep' must be a dict with keys {', '.join(SECTION_KEYS)}, got {section!r}")
+  unknown = [repr(k) for k in section if k not in SECTION_KEYS]
+  if unknown:
+    raise ConfigError(f"{source}: unknown sweep key(s) {', '.join(unknown)}; accepted: {', '.join(SECTION_KEYS)}")
+  grid_from_experiment(section, source)
+  n = section.get("members_per_chunk")
+  if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+    raise ConfigError(f"{source}: sweep['members_per_chunk'] must be an integer ≥ 1 or None, got {n!r}")
+  gb = section.get("memory_budget_gb")
+  if gb is not None and (isinstance(gb, bool) or not isinstance(gb, numbers.Real) or not 0 < gb < math.inf):
+    raise ConfigError(f"{source}: sweep['memory_budget_gb'] must be a positive number of GB or None, got {gb!r}")
+  if not isinstance(section.get("shard", True), bool):
+    raise ConfigError(f"{source}: sweep['shard'] must be True or False, got {section['shard']!r}")
+  from jaxad.evaluate.report import METRIC_ORDER
+  if section.get("select", "image_auroc") not in METRIC_ORDER:
+    raise ConfigError(f"{source}: sweep['select'] {section['select']!r} is not a metric; choose one of "
+                      f"{', '.join(METRIC_ORDER)}")
 
 
 def expand(method, base_overrides: dict[str, str], grid: dict[str, list[str]], build_static) -> list[Point]:
