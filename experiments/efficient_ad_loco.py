@@ -6,8 +6,9 @@ RUNTIME:  70,000 batch-1 steps per category; not measured in this repository yet
 EXPECTED: paper image AUROC (mean of logical and structural) S 90.0, M 90.7; nelson's reproduction
           S 89.5, M 90.1 (methods.md §4.7). The report's image_auroc_loco is that metric (the mean
           of image_auroc_logical and image_auroc_structural, each kind against the good images, as
-          the official LOCO evaluation); image_auroc pools both kinds. The pixel metrics are AUPRO
-          on the union of each image's masks, not the official sPRO.
+          the official LOCO evaluation); image_auroc pools both kinds. au_spro is the official
+          localisation metric (AU-sPRO up to FPR 0.05, mean of the two kinds, each with the good
+          images); aupro is MVTec AD's metric on the union of each image's masks.
 Settings (nelson1425 / paper appendix, methods.md §4.5–4.6): 256×256 (PIL bilinear), batch 1, 70,000 steps,
 Adam lr 1e-4 with coupled L2 1e-5, LR ×0.1 at 66,500, p_hard 0.999, AE augmentation U(0.8, 1.2), map
 quantiles 0.9 / 0.995 on the validation split, 0.5 / 0.5 combination, image score = map max.
@@ -15,8 +16,8 @@ Maps are normalised before they are padded and resized, as nelson (`postprocess=
 pads first, which puts its zero border below every normal pixel and raised AU-PRO by 2–9 points
 in a synthetic check, session 12). Scored at each test image's original size, as nelson and the
 MVTec evaluation (`eval_size=original`: the map is resized to the image and its maximum is the score;
-host memory about 16 bytes per test pixel for the metrics, 2.5 GiB for 117 images of 1024²; LOCO's
-images of 1–2 megapixels make that roughly 7–10 GB per category, an estimate from the image sizes;
+host memory about 16 bytes per test pixel for the metrics, 2.5 GiB for 117 images of 1024²;
+8.7 GB for a LOCO category of 275 images of ~2 megapixels, measured on synthetic maps;
 `--set eval_size=input` scores at 256 px, as anomalib).
 Teacher: `jaxad weights download efficientad_teacher_{s,m}` (anomalib's release of nelson's teachers)
 or your own `jaxad distill` output (`--set teacher=FILE`). Penalty images: set PENALTY_IMAGES to an

@@ -36,7 +36,7 @@ from jaxad.errors import JaxadError
 
 __all__ = [
   "MetricInputError", "auroc", "average_precision", "f1_max", "image_auroc", "image_ap",
-  "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro", "connected_components",
+  "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro", "au_spro", "connected_components",
   "compute_all",
 ]
 
@@ -403,3 +403,52 @@ def compute_all(image_scores_N: ArrayLike, image_labels_N: ArrayLike,
   result.update(pixel_auroc=pixel["auroc"], pixel_ap=pixel["ap"], pixel_f1_max=pixel["f1_max"],
                 aupro=pixel["aupro"])
   return result
+
+
+def au_spro(maps: "list[ArrayLike]", channels: "list[list[tuple[ArrayLike, int]]]",
+            fpr_limit: float = 0.05) -> float:
+  """Normalised area under the sPRO curve up to `fpr_limit` (MVTec LOCO AD's AU-sPRO; 0.05 its default).
+
+  Args:
+    maps: one anomaly map per image, any sizes (each flattened row-major).
+    channels: per image, its annotated defects as (flat pixel indices into that map, saturation area);
+      an empty list for a good image. Defects may overlap.
+    fpr_limit: upper integration limit on the false positive rate pooled over all images' defect-free
+      pixels.
+
+  Each defect's overlap at a threshold is min(TP / saturation area, 1), so only its `saturation
+  area` highest-scoring pixels count: they enter the sorted curve with weight 1 / saturation area,
+  and the PRO pass of `aupro` (regions of that "size") integrates the mean over defects.
+  """
+  _check_fpr_limit(fpr_limit)
+  if len(maps) != len(channels):
+    raise MetricInputError(f"au_spro: {len(maps)} maps but channels for {len(channels)} images")
+  negatives, events, saturation = [], [], []
+  for i, (map_any, defects) in enumerate(zip(maps, channels)):
+    flat = _scores(map_any, f"anomaly map {i}").reshape(-1)
+    defect_free = np.ones(flat.size, bool)
+    for pixels_any, area in defects:
+      pixels = np.asarray(pixels_any)
+      if pixels.size == 0 or not np.issubdtype(pixels.dtype, np.integer):
+        raise MetricInputError(f"au_spro: image {i} has a defect with no pixel indices (or non-integer ones)")
+      if pixels.min() < 0 or pixels.max() >= flat.size:
+        raise MetricInputError(f"au_spro: image {i} has defect pixel indices outside its {flat.size} pixels")
+      if not 1 <= int(area) <= pixels.size:
+        raise MetricInputError(f"au_spro: image {i} has a saturation area {area} outside 1..{pixels.size}")
+      defect_free[pixels] = False
+      values = flat[pixels]
+      area = int(area)
+      events.append(values if area == values.size else -np.partition(-values, area - 1)[:area])
+      saturation.append(area)
+    negatives.append(flat[defect_free])
+  if not saturation or not sum(n.size for n in negatives):
+    raise MetricInputError("au_spro needs at least one annotated defect and one defect-free pixel")
+  num_negative = sum(n.size for n in negatives)
+  dtype = np.result_type(*negatives, *events)
+  scores = np.concatenate(negatives + events).astype(dtype, copy=False)
+  del negatives
+  event_defect = np.repeat(np.arange(1, len(saturation) + 1, dtype=np.uint32), saturation)
+  ordered = _sort_descending(scores, foreground=np.arange(num_negative, scores.size),
+                             foreground_payload=event_defect)
+  del scores, event_defect
+  return _curve_metrics(ordered, int(sum(saturation)), np.asarray(saturation, np.float64), fpr_limit)["aupro"]

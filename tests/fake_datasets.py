@@ -49,3 +49,27 @@ def pickle_file(path, content):
     pickle.dump(content, f)
 
 
+
+
+LOCO_DEFECTS = [  # a defects_config.json with one absolute and one relative saturation threshold
+    {"defect_name": "missing_pin", "pixel_value": 255, "saturation_threshold": 6, "relative_saturation": False},
+    {"defect_name": "scratch", "pixel_value": 134, "saturation_threshold": 0.5, "relative_saturation": True},
+]
+
+
+def mvtec_loco(root, category="juice_bottle", defects_config=True):
+  """A tiny MVTec LOCO AD category: two good test images and one image per anomaly kind with two defect
+  channels (000.png of type 255 over 4 pixels, 001.png of type 134 over 24)."""
+  import json
+  base = root / category
+  for i in range(2):
+    write_image(base / "train" / "good" / f"{i:03d}.png", i)
+    write_image(base / "validation" / "good" / f"{i:03d}.png", 10 + i)
+    write_image(base / "test" / "good" / f"{i:03d}.png", 20 + i)
+  for defect in ("logical_anomalies", "structural_anomalies"):
+    write_image(base / "test" / defect / "000.png", 30)
+    write_mask(base / "ground_truth" / defect / "000" / "000.png", [(0, 0, 2, 2)])
+    write_mask(base / "ground_truth" / defect / "000" / "001.png", [(8, 10, 12, 16)], value=134)
+  if defects_config:
+    (base / "defects_config.json").write_text(json.dumps(LOCO_DEFECTS))
+  return root

@@ -20,6 +20,8 @@ from jaxad.models.efficient_ad.teacher import load_teacher, random_teacher
 from jaxad.train.loop import SplitData
 from jaxad.train.state import stack_members
 
+from fake_datasets import mvtec_loco
+
 SIDE, C = 64, 8
 
 
@@ -291,6 +293,14 @@ def test_fit_smoke_end_to_end(tmp_path):
   (retested,) = json.loads((cat / "test_report.json").read_text())
   assert {k: retested[k] for k in ("image_auroc", "pixel_auroc", "aupro")} == pytest.approx(
       {k: reported[k] for k in ("image_auroc", "pixel_auroc", "aupro")}, abs=1e-6)
+
+  # On MVTec LOCO AD (a fake category of the same name), `jaxad test` also reports the official AU-sPRO.
+  loco = mvtec_loco(tmp_path / "loco", category="brick")
+  assert main(["test", "--workdir", str(workdir), "--data", str(loco), "--overlays", "0"]) == 0
+  (row,) = json.loads((cat / "test_report.json").read_text())
+  assert 0.0 <= row["au_spro_logical"] <= 1.0 and 0.0 <= row["au_spro_structural"] <= 1.0
+  assert row["au_spro"] == pytest.approx((row["au_spro_logical"] + row["au_spro_structural"]) / 2)
+  assert "image_auroc_loco" in row
 
 
 def test_bfloat16_training_tracks_float32(trained):

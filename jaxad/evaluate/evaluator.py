@@ -101,7 +101,8 @@ def original_size_metrics(grid_NxHxW: np.ndarray, split, batch_size: int = 8) ->
   if masks is None or len(masks) != len(grid_NxHxW):
     raise ValueError("original-size scoring needs the test split loaded with original_masks=True")
   sizes = [tuple(m.shape) for m in masks]
-  total = sum(h * w for h, w in sizes)
+  starts = np.cumsum([0] + [h * w for h, w in sizes])
+  total = int(starts[-1])
   maps_P = np.empty(total, np.float32)
   regions_P = np.zeros(total, np.int32)
   scores_N = np.empty(len(masks), np.float32)
@@ -121,7 +122,31 @@ def original_size_metrics(grid_NxHxW: np.ndarray, split, batch_size: int = 8) ->
                                 components_NxHxW=regions_P.reshape(shape))
   row["image_auroc_map_max"] = row["image_auroc"]
   row.update(loco_image_aurocs(scores_N, split))
+  del regions_P
+  channels = getattr(split, "original_channels", None)
+  if channels is not None:
+    maps = [maps_P[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    row.update(loco_au_spros(maps, channels, split))
   return row
+
+
+SPRO_FPR_LIMIT = 0.05  # the MVTec LOCO AD paper's and evaluation's main integration limit
+
+
+def loco_au_spros(maps: list, channels: list, split) -> dict:
+  """MVTec LOCO AD's localisation metric as its official evaluation reports it: the AU-sPRO up to FPR
+  0.05 of each anomaly kind with the good images (`au_spro_logical`, `au_spro_structural`) and their
+  mean (`au_spro`). Maps at each image's original size; channels from `jaxad.data.loco_channels`."""
+  label = np.asarray(split.label)
+  defect_type = np.asarray(split.defect_type)
+  out = {}
+  for kind in LOCO_KINDS:
+    keep = np.flatnonzero((label == 0) | (defect_type == kind))
+    out[f"au_spro_{kind.split('_')[0]}"] = metrics_lib.au_spro(
+        [maps[i] for i in keep], [[(c.pixels, c.saturation_area) for c in channels[i]] for i in keep],
+        SPRO_FPR_LIMIT)
+  out["au_spro"] = float(np.mean(list(out.values())))
+  return out
 
 
 def score_members(preds: dict, split, official_image_scores=None) -> list[dict]:

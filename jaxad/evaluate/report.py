@@ -14,7 +14,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 METRIC_ORDER = ("image_auroc", "image_ap", "image_f1_max", "image_auroc_official", "image_ap_official",
                 "image_auroc_map_max", "pixel_auroc", "pixel_ap",
-                "pixel_f1_max", "aupro", "image_auroc_logical", "image_auroc_structural", "image_auroc_loco")
+                "pixel_f1_max", "aupro", "image_auroc_logical", "image_auroc_structural", "image_auroc_loco",
+                "au_spro_logical", "au_spro_structural", "au_spro")
 
 
 def _columns(rows: list[dict]) -> list[str]:

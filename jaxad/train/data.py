@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxad.data import loco_channels
 from jaxad.data.sources import make_source
 from jaxad.data.grain_maps import Finalize, Resize
 from jaxad.data.transforms import PreprocessConfig, as_size
@@ -22,7 +23,9 @@ def load_split(data_spec: str, category: str | None, split: str, image_size, pre
                progress: bool = False, allow_empty: bool = False, **reader_options) -> SplitData | None:
   """Every sample of one split, resized and normalised, stacked into `SplitData` (None: empty and allowed).
 
-  `original_masks`: also keep each mask at its image's own size (`SplitData.original_mask`).
+  `original_masks`: also keep each mask at its image's own size (`SplitData.original_mask`) and, for an
+  MVTec LOCO AD test split read from its folders, each image's defect channels for the sPRO metric
+  (`SplitData.original_channels`).
   """
   source = make_source(data_spec, category, split, val_fraction=val_fraction, seed=seed, **reader_options)
   if len(source) == 0:
@@ -50,6 +53,8 @@ def load_split(data_spec: str, category: str | None, split: str, image_size, pre
       file_name=[str(s["file_name"]) for s in samples],
       defect_type=[str(s["defect_type"]) for s in samples],
       original_mask=original_mask if original_masks else None,
+      original_channels=loco_channels.split_channels(source.refs) if original_masks and hasattr(source, "refs")
+      else None,
   )
 
 

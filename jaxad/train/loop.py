@@ -50,6 +50,7 @@ class SplitData:
   components: np.ndarray | None = None  # (N, H, W) int32
   loss_weight: np.ndarray | None = None  # (N, H, W) float32 per-pixel loss weights (SSN JIMS supervised)
   original_mask: list[np.ndarray] | None = None  # N (H_i, W_i) bool masks at each image's own size (eval_size=original)
+  original_channels: list[tuple] | None = None  # N tuples of MVTec LOCO defect `Channel`s (sPRO; eval_size=original)
   file_name: list[str] = dataclasses.field(default_factory=list)
   defect_type: list[str] = dataclasses.field(default_factory=list)
 
