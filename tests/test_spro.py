@@ -214,3 +214,18 @@ def test_a_loco_test_split_loaded_for_original_size_scoring_carries_its_channels
   split = load_split(str(root), "juice_bottle", "test", 8, PreprocessConfig(), original_masks=True)
   assert split.original_channels is None
   assert "no sPRO" in capsys.readouterr().err
+
+
+def test_a_prepared_tfds_loco_split_says_why_it_has_no_spro(tmp_path, capsys):
+  """TFDS records keep each image's union mask only: no channels, and a note saying so (not a silent gap)."""
+  from jaxad.data.tfds_builders.__main__ import main as build_main
+  from jaxad.data.transforms import PreprocessConfig
+  from jaxad.train.data import load_split
+  root = mvtec_loco(tmp_path / "loco")
+  assert build_main(["jaxad_folder", "--manual_dir", str(root / "juice_bottle"), "--data_dir", str(tmp_path / "tfds"),
+                     "--format", "mvtec_loco", "--config_name", "jb"]) == 0
+  capsys.readouterr()
+  split = load_split("tfds:jaxad_folder/jb", None, "test", 8, PreprocessConfig(), original_masks=True,
+                     data_dir=tmp_path / "tfds")
+  assert split.original_channels is None and len(split.original_mask) == 4
+  assert "a prepared TFDS dataset keeps only the union" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from PIL import Image
 from jaxad.errors import DataError
 
 DEFECTS_CONFIG = "defects_config.json"
+KINDS = ("logical_anomalies", "structural_anomalies")
 
 
 class DefectType(NamedTuple):
@@ -118,7 +119,7 @@ def split_channels(refs) -> list[tuple[Channel, ...]] | None:
   """Per test image, its channels (empty for good images), or None when the split is not MVTec LOCO's
   (anomalies other than logical/structural) or its category has no defects config (a note on stderr)."""
   kinds = {r.defect_type for r in refs if r.label == 1}
-  if not refs or kinds != {"logical_anomalies", "structural_anomalies"}:
+  if not refs or kinds != set(KINDS):
     return None
   roots = {category_root(r.image_path, r.file_name) for r in refs}
   configs = {root: root / DEFECTS_CONFIG for root in roots}

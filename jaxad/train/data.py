@@ -8,6 +8,8 @@ on-device feature cache of the training loop possible.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from jaxad.data import loco_channels
@@ -44,6 +46,12 @@ def load_split(data_spec: str, category: str | None, split: str, image_size, pre
     if original_masks:
       original_mask.append(np.asarray(sample["mask"]) > 0)
     samples.append(finalize.map(resize.map(sample)))
+  channels = None
+  if original_masks and hasattr(source, "refs"):
+    channels = loco_channels.split_channels(source.refs)
+  elif original_masks and {s["defect_type"] for s in samples} >= set(loco_channels.KINDS):
+    print("note: no sPRO (MVTec LOCO's localisation metric): a prepared TFDS dataset keeps only the union of "
+          "each image's masks; point --data at the dataset folder for it", file=sys.stderr)
   return SplitData(
       image=np.stack([s["image"] for s in samples]),
       mask=np.stack([s["mask"] for s in samples]).astype(np.float32),
@@ -53,8 +61,7 @@ def load_split(data_spec: str, category: str | None, split: str, image_size, pre
       file_name=[str(s["file_name"]) for s in samples],
       defect_type=[str(s["defect_type"]) for s in samples],
       original_mask=original_mask if original_masks else None,
-      original_channels=loco_channels.split_channels(source.refs) if original_masks and hasattr(source, "refs")
-      else None,
+      original_channels=channels,
   )
 
 
