@@ -1,4 +1,5 @@
-"""Inference engine: one compilation per stream, device pre-processing, bfloat16 path, map post-processing."""
+"""Inference engine: one compilation per stream, device pre-processing, bfloat16 path, map post-processing,
+input checks, lazy batches."""
 
 import numpy as np
 import pytest
@@ -177,3 +178,46 @@ def test_bad_settings_are_one_line_errors(tiny):
   engine = InferenceEngine(method, static, states, frozen)
   with pytest.raises(DataError, match="prepared float images"):
     engine(np.zeros((1, 30, 30, 3), np.float32))
+
+
+def test_images_of_another_dtype_channel_count_or_rank_are_named(tiny):
+  from jaxad.errors import DataError
+  method, static, states, frozen = tiny
+  engine = InferenceEngine(method, static, states, frozen)
+  rgb = _images(2, hw=(40, 40))
+  cases = [(rgb.astype(np.uint16) * 257, r"got uint16: convert them to uint8 RGB \(16-bit: keep the high byte"),
+           (np.concatenate([rgb, rgb[..., :1]], -1), r"\(B, H, W, 3\) RGB batch, got shape \(2, 40, 40, 4\); RGBA"),
+           (np.zeros((2, *HW, 4), np.float32), "got shape .*; RGBA images: drop the alpha channel"),
+           (rgb[..., :1], r"got shape \(2, 40, 40, 1\); gray images: repeat the channel"),
+           (rgb[..., 0], r"got shape \(2, 40, 40\); gray images"),
+           (rgb[0], r"got shape \(40, 40, 3\); one image needs a batch axis"),
+           (rgb.astype(np.int32), "got int32: convert them to uint8 RGB"),
+           (rgb > 128, "got bool")]
+  for images, match in cases:
+    with pytest.raises(DataError, match=match):
+      engine(images)
+  # What the docstring promises: uint8 RGB of any size, and floating network inputs of the model's size.
+  assert engine(rgb)["score"].shape == (2, 2)
+  assert engine(np.zeros((2, *HW, 3), np.float32))["score"].shape == (2, 2)
+
+
+def test_predict_batches_pulls_chunks_lazily_and_drops_padding(tiny):
+  method, static, states, frozen = tiny
+  engine = InferenceEngine(method, static, states, frozen)
+  images = _images(7, hw=HW)
+  pulled = []
+
+  def chunks():
+    for start in range(0, 7, 3):
+      pulled.append(start)
+      yield images[start:start + 3]
+
+  outs = []
+  for out in engine.predict_batches(chunks(), 3):
+    outs.append(out)
+    assert len(pulled) <= len(outs) + 2  # computing and transferred ahead, not all of them
+  assert [o["score"].shape for o in outs] == [(2, 3), (2, 3), (2, 1)]
+  ref = engine.predict_array(images, batch_size=3)
+  for k in ref:
+    np.testing.assert_array_equal(np.concatenate([o[k] for o in outs], axis=1), ref[k])
+  assert engine.compiled_count() == 1

@@ -1,8 +1,10 @@
 """`jaxad predict` / `jaxad export` outputs: sweep member numbers, --out inside an input folder, unique
-overlay names, and predict_array compiling once for any image count."""
+overlay names, predict_array compiling once for any image count, images decoded batch by batch, and the
+threshold compared in float32."""
 
 import json
 import shutil
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -111,3 +113,85 @@ def test_predict_array_compiles_once_for_any_image_count(sweep):
   assert engine.compiled_count() == 1
   one = InferenceEngine(method, static, select_member(states, 1, workdir), frozen).predict_array(images[:3], 4)
   np.testing.assert_allclose(one["score"][0], full["score"][1, :3], rtol=1e-5, atol=1e-6)
+
+
+def _mixed_folder(root, tmp_path) -> Path:
+  """The brick test images (64×64) and 8 more of two other sizes, the sizes interleaved in file order."""
+  from PIL import Image
+  folder = _test_folder(root, tmp_path)
+  rng = np.random.default_rng(0)
+  for i in range(8):
+    Image.fromarray(rng.integers(0, 256, ((50, 70) if i % 2 else (40, 48)) + (3,), dtype=np.uint8)).save(
+        folder / f"extra{i}.png")
+  return folder
+
+
+def test_predict_decodes_batch_by_batch_and_keeps_file_order(sweep, tmp_path, monkeypatch):
+  from jaxad.data import images as images_lib
+  from jaxad.infer import InferenceEngine
+  from jaxad.run import load_trained
+  root, workdir = sweep
+  folder = _mixed_folder(root, tmp_path)
+  files = sorted(folder.rglob("*.png"))
+  events, alive = [], []  # alive: decoded images not yet freed, after each decode
+  load_image, call = images_lib.load_image, InferenceEngine.__call__
+
+  def counting_load_image(path):
+    image = load_image(path)
+    events.append("decode")
+    weakref.finalize(image, events.append, "free")
+    alive.append(events.count("decode") - events.count("free"))
+    return image
+
+  def logging_call(self, images_BxHxWx3):
+    events.append("predict")
+    return call(self, images_BxHxWx3)
+
+  monkeypatch.setattr(images_lib, "load_image", counting_load_image)
+  monkeypatch.setattr(InferenceEngine, "__call__", logging_call)
+  out = tmp_path / "out"
+  assert _predict(workdir / "p0c0", 0, out, [folder]) == 0  # --batch-size 2
+  assert events.count("decode") == len(files) == 13 and events.count("predict") == 3 + 2 + 2  # 5 + 4 + 4 padded
+  assert max(alive) <= 2, alive  # one batch being decoded at a time (the old code held all 13)
+  assert events[:events.index("predict")].count("decode") == 4  # the first batch ran when two were decoded, not all
+  assert not list(out.glob(".predict-*"))  # the temporary maps and display images are gone
+  # Outputs are in file order, whatever the batching by size: as predicting each file alone.
+  rows = json.loads((out / "scores.json").read_text())
+  maps = np.load(out / "anomaly_maps.npy")
+  assert [r["file"] for r in rows] == list(map(str, files)) and maps.shape == (13, 64, 64)
+  method, static, _, states, frozen, _ = load_trained(workdir / "p0c0" / "brick")
+  engine = InferenceEngine(method, static, states, frozen)
+  for i, f in enumerate(files):
+    ref = engine.predict_array(load_image(f)[None], 2)
+    np.testing.assert_allclose([rows[i]["score"], rows[i]["map_score"]], [ref["score"][0, 0], ref["map_score"][0, 0]],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(maps[i], ref["anomaly_map"][0, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_threshold_is_compared_in_float32(sweep, tmp_path, monkeypatch, capsys):
+  from jaxad.cli.predict import anomalous
+  score = np.float32(-0.5185085)
+  below = np.nextafter(np.float64(score), -np.inf)  # a float64 threshold just below the score, float32-equal to it
+  assert np.float32(below) == score and np.float64(score) > below
+  assert not anomalous([score], float(score))[0] and not anomalous([score], below)[0]
+  assert not anomalous([score], float(below))[0]
+  assert anomalous([score], float(np.nextafter(score, np.float32(-np.inf))))[0]  # one float32 step below
+  # End to end: an image whose score equals the threshold after the cast is not anomalous.
+  root, workdir = sweep
+  images = sorted((root / "brick" / "test").rglob("*.png"))[:3]
+  assert _predict(workdir / "p0c0", 0, tmp_path / "plain", images) == 0
+  score = np.float32(json.loads((tmp_path / "plain" / "scores.json").read_text())[1]["score"])
+  threshold = np.nextafter(np.float64(score), -np.inf)  # a float, as validation_threshold returns
+  monkeypatch.setattr("jaxad.run.validation_threshold", lambda *args: threshold)
+  for dtype in ("float32", "bfloat16"):
+    out = tmp_path / dtype
+    assert main(["predict", "--workdir", str(workdir / "p0c0"), "--out", str(out), "--dtype", dtype,
+                 "--batch-size", "2", *map(str, images)]) == 0
+    rows = json.loads((out / "scores.json").read_text())
+    assert [r["anomalous"] for r in rows] == [np.float32(r["score"]) > np.float32(threshold) for r in rows]
+    if dtype == "float32":
+      assert rows[1]["score"] == score and rows[1]["anomalous"] is False
+    assert ("from float32 scores: a bfloat16 score" in capsys.readouterr().out) == (dtype == "bfloat16")
+  with pytest.raises(SystemExit):
+    main(["predict", "--help"])
+  assert "float32 validation scores" in " ".join(capsys.readouterr().out.split())

@@ -1,4 +1,8 @@
-"""`jaxad predict`: score images (files or a folder) with a trained model; writes scores, maps and overlays."""
+"""`jaxad predict`: score images (files or a folder) with a trained model; writes scores, maps and overlays.
+
+Images are decoded and scored one batch at a time. "anomalous" (runs with a validation split) is
+score > threshold, the 99th percentile of the run's float32 validation scores, compared as float32.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ def register(subparsers) -> None:
   p.add_argument("--out", default=None, help="output folder (default <run>/predictions)")
   p.add_argument("--member", type=int, default=0,
                  help="member to use: the sweep's member number with a sweep workdir, else the run's (default 0)")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="inference precision")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="inference precision; scores are float32 either way and compared as float32 with the "
+                      "threshold, which comes from float32 validation scores (a bfloat16 score near it can fall on "
+                      "the other side)")
   p.add_argument("--batch-size", type=int, default=16, help="images per compiled batch (fewer are padded)")
   p.set_defaults(func=main)
 
@@ -67,10 +74,56 @@ def _unique(names: list) -> list:
   return result
 
 
-def main(args) -> int:
-  from pathlib import Path
+def _image_shape(path) -> tuple:
+  """(H, W, 3), the shape `load_image` decodes `path` to, read from the file's header."""
+  from PIL import Image
+  from jaxad.data.images import load_image
+  try:
+    with Image.open(path) as img:
+      w, h = img.size
+  except Exception:  # unreadable: load_image names the file and the problem
+    return load_image(path).shape
+  return (h, w, 3)
+
+
+def predict_files(engine, files: list, batch_size: int, on_image=None):
+  """Yields (indices into `files`, host outputs) per batch; the files are grouped by image size (read
+  from their headers, first-seen order) and decoded batch by batch as the engine's stream pulls them
+  (two batches ahead of the outputs), so memory does not grow with the number of files.
+  `on_image(i, image)` sees each decoded image once."""
   import numpy as np
   from jaxad.data.images import load_image
+  from jaxad.errors import DataError
+  groups: dict[tuple, list[int]] = {}
+  for i, f in enumerate(files):
+    groups.setdefault(_image_shape(f), []).append(i)
+
+  def decode(i, shape):
+    image = load_image(files[i])
+    if image.shape != shape:
+      raise DataError(f"{files[i]} decodes to {image.shape}, its header says {shape}")
+    if on_image is not None:
+      on_image(i, image)
+    return image
+
+  for shape, idx in groups.items():
+    parts = [idx[start:start + batch_size] for start in range(0, len(idx), batch_size)]
+    chunks = (np.stack([decode(i, shape) for i in part]) for part in parts)
+    yield from zip(parts, engine.predict_batches(chunks, batch_size))
+
+
+def anomalous(scores_N, threshold: float):
+  """scores_N > threshold, both as float32 (the threshold is a quantile of float32 validation scores;
+  bfloat16 predictions arrive as float32): well defined at the threshold whatever numpy's promotion."""
+  import numpy as np
+  return np.asarray(scores_N, np.float32) > np.float32(threshold)
+
+
+def main(args) -> int:
+  import os
+  import tempfile
+  from pathlib import Path
+  import numpy as np
   from jaxad.data.transforms import resize_image
   from jaxad.errors import ConfigError
   from jaxad.evaluate import report
@@ -84,33 +137,39 @@ def main(args) -> int:
   files, names = _collect(args.inputs, out)
   method, static, hps_M, states, frozen, _ = load_trained(run_dir)
   states = select_member(states, slot, run_dir)
-  # uint8 images go to the device as they are: resizing and normalisation run in the compiled
-  # predict, one compilation per distinct image size (predict_array pads every batch to --batch-size).
-  engine = InferenceEngine(method, static, states, frozen, dtype=args.dtype)
-  raw = [load_image(f) for f in files]
-  by_shape: dict[tuple, list[int]] = {}
-  for i, img in enumerate(raw):
-    by_shape.setdefault(img.shape, []).append(i)
-  preds = {}
-  for idx in by_shape.values():
-    pred = engine.predict_array(np.stack([raw[i] for i in idx]), args.batch_size)
-    for k, v in pred.items():
-      preds.setdefault(k, np.zeros((1, len(files), *v.shape[2:]), np.float32))[:, idx] = v
-  prep = method.preprocessing(static)
-  images = np.stack([(resize_image(img, tuple(static.image_size), prep) * 255.0 + 0.5).astype(np.uint8)
-                     for img in raw])  # display images for the overlays, at the maps' size
-  out.mkdir(parents=True, exist_ok=True)
   threshold = validation_threshold(run_dir, slot)
-  rows = []
-  for i, f in enumerate(files):
-    rows.append({"file": str(f), "score": float(preds["score"][0, i]), "map_score": float(preds["map_score"][0, i]),
-                 **({"anomalous": bool(preds["score"][0, i] > threshold)} if threshold is not None else {})})
-  report.write_tables(rows, out, stem="scores")
-  np.save(out / "anomaly_maps.npy", preds["anomaly_map"][0])
-  report.save_overlays(images, preds["anomaly_map"][0], None, names, preds["score"][0],
-                       out / "overlays", max_images=len(files))
+  # uint8 images go to the device as they are: resizing and normalisation run in the compiled
+  # predict, one compilation per distinct image size (every batch is padded to --batch-size).
+  engine = InferenceEngine(method, static, states, frozen, dtype=args.dtype)
+  prep, n = method.preprocessing(static), len(files)
+  out.mkdir(parents=True, exist_ok=True)
+  # Per-image results only: scores in memory; maps and display images (at the maps' size, for the
+  # overlays, which share one colour scale) in .npy files, so memory does not grow with the folder.
+  with tempfile.TemporaryDirectory(dir=out, prefix=".predict-") as tmp:
+    images_NxHxWx3 = np.lib.format.open_memmap(Path(tmp) / "images.npy", "w+", np.uint8,
+                                               (n, *static.image_size, 3))
+
+    def keep_display_image(i, image):
+      images_NxHxWx3[i] = (resize_image(image, tuple(static.image_size), prep) * 255.0 + 0.5).astype(np.uint8)
+
+    scores_N, map_scores_N, maps_NxHxW = np.zeros(n, np.float32), np.zeros(n, np.float32), None
+    for idx, pred in predict_files(engine, files, args.batch_size, keep_display_image):
+      if maps_NxHxW is None:
+        maps_NxHxW = np.lib.format.open_memmap(Path(tmp) / "anomaly_maps.npy", "w+", np.float32,
+                                               (n, *pred["anomaly_map"].shape[2:]))
+      scores_N[idx], map_scores_N[idx], maps_NxHxW[idx] = pred["score"][0], pred["map_score"][0], pred["anomaly_map"][0]
+    flags_N = anomalous(scores_N, threshold) if threshold is not None else None
+    rows = [{"file": str(f), "score": float(scores_N[i]), "map_score": float(map_scores_N[i]),
+             **({"anomalous": bool(flags_N[i])} if flags_N is not None else {})} for i, f in enumerate(files)]
+    report.write_tables(rows, out, stem="scores")
+    report.save_overlays(images_NxHxWx3, maps_NxHxW, None, names, scores_N, out / "overlays", max_images=n)
+    maps_NxHxW.flush()
+    maps_NxHxW = images_NxHxWx3 = None  # unmapped before the move and the clean-up
+    os.replace(Path(tmp) / "anomaly_maps.npy", out / "anomaly_maps.npy")
   print(report.markdown_table(rows))
   if threshold is not None:
     print(f"threshold: validation 99th percentile of normal scores = {threshold:.4f}")
+    if args.dtype == "bfloat16":
+      print("  (from float32 scores: a bfloat16 score near it can fall on the other side than its float32 score)")
   print(f"written to {out}")
   return 0

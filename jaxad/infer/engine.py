@@ -9,7 +9,15 @@ resize to the input size and normalisation to a (lo, hi) range).
 Precision: "float32", or "bfloat16": every floating parameter (members and frozen backbone) is
 cast to bfloat16 once, the network input is cast after pre-processing, so all layers run on
 bfloat16 activations (modules follow their inputs' dtype; the frozen backbone follows its
-variables'); outputs are returned as float32.
+variables'); outputs are returned as float32. Score thresholds (validation.json, an export's
+meta.json) are quantiles of float32 validation scores: a bfloat16 score near one can fall on the
+other side of it than the float32 score would (`jaxad predict` compares both as float32).
+
+Inputs: a batch (B, H, W, 3), either uint8 RGB of any size (pre-processed on the device) or
+floating network inputs of the model's size (normalised as `preprocess.py` does). Anything else
+(uint16 or other integer dtypes, gray (B, H, W) or (B, H, W, 1), RGBA, a single image without the
+batch axis) is a DataError naming the problem: `jaxad.data.images.load_image` gives the uint8 RGB
+images the engine takes (16-bit → high byte, gray → three channels, alpha dropped).
 
 Parameters: passed to the compiled program as arguments (default), or, with `constant_params=True`,
 baked into it as constants: a call then hands XLA one array instead of one per parameter array,
@@ -46,12 +54,34 @@ def cast_floats(tree, dtype):
   return jax.jit(lambda t: jax.tree.map(cast, t))(tree)
 
 
+def check_images(images_BxHxWx3) -> None:
+  """DataError unless `images_BxHxWx3` is a (B, H, W, 3) batch of uint8 or floating values (trace time only)."""
+  shape, dtype = tuple(images_BxHxWx3.shape), np.dtype(images_BxHxWx3.dtype)
+  hint = "; jaxad.data.images.load_image decodes files as the uint8 RGB images the engine takes"
+  if len(shape) != 4 or shape[-1] != 3:
+    if len(shape) == 3 and shape[-1] == 3:
+      fix = "one image needs a batch axis: images[None]"
+    elif len(shape) == 3 or (len(shape) == 4 and shape[-1] == 1):
+      fix = "gray images: repeat the channel, np.repeat(images.reshape(*images.shape[:3], 1), 3, axis=-1)"
+    elif len(shape) == 4 and shape[-1] == 4:
+      fix = "RGBA images: drop the alpha channel, images[..., :3]"
+    else:
+      fix = "RGB images, channels last"
+    raise DataError(f"images must be a (B, H, W, 3) RGB batch, got shape {shape}; {fix}{hint}")
+  if dtype != np.uint8 and not jnp.issubdtype(dtype, jnp.floating):
+    fix = (" (16-bit: keep the high byte, (images >> 8).astype(np.uint8))" if dtype == np.uint16 else
+           " (e.g. images.astype(np.uint8) for values in 0..255)" if jnp.issubdtype(dtype, jnp.integer) else "")
+    raise DataError(f"images must be uint8 (0..255) or floating network inputs, got {dtype}: convert them to "
+                    f"uint8 RGB{fix}{hint}")
+
+
 def forward(method, static, features_fn, compute_dtype, map_size: str, states_M, frozen_vars, images_BxHxWx3,
             map_range=None):
   """The traced computation: {"score": (M, B), "map_score": (M, B), "anomaly_map": (M, B, h, w)} in float32.
 
   `map_range` = (lo_M, hi_M) or None; maps become (map − lo) / (hi − lo) per member.
   """
+  check_images(images_BxHxWx3)
   image_hw = tuple(static.image_size)
   if jnp.issubdtype(images_BxHxWx3.dtype, jnp.floating):
     if tuple(images_BxHxWx3.shape[1:3]) != image_hw:
@@ -124,7 +154,11 @@ class InferenceEngine:
     return states, frozen_vars, images_BxHxWx3, self.map_range
 
   def __call__(self, images_BxHxWx3):
-    """One batch (host or device array) → dict of device arrays (dispatched asynchronously)."""
+    """One batch (host or device array) → dict of device arrays (dispatched asynchronously).
+
+    `images_BxHxWx3`: uint8 RGB of any size, or floating network inputs of `static.image_size`;
+    other dtypes, channel counts or ranks raise DataError (checked once per compilation).
+    """
     return self._fn(*self._args(images_BxHxWx3))
 
   def compiled_count(self) -> int:
@@ -154,6 +188,31 @@ class InferenceEngine:
       pending = out
     yield jax.device_get(pending)
 
+  def predict_batches(self, chunks: Iterable[np.ndarray], batch_size: int) -> Iterator[dict]:
+    """Host outputs per chunk of 1..batch_size images (M, len(chunk), ...), pulling chunks lazily.
+
+    Each chunk is padded to `batch_size` with copies of its last image (padded rows are dropped), so
+    every batch of one image shape compiles once. Chunks are pulled (read, decoded) as `stream` needs
+    them: when chunk i's outputs are yielded, chunks i + 1 (computing) and i + 2 (on its way to the
+    device) have been pulled, no more.
+    """
+    if batch_size < 1:
+      raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    valid: list[int] = []
+
+    def padded():
+      for chunk in chunks:
+        n = len(chunk)
+        if not 1 <= n <= batch_size:
+          raise DataError(f"a chunk must hold 1 to {batch_size} images, got {n}")
+        valid.append(n)
+        if n < batch_size:
+          chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, axis=0)])
+        yield chunk
+
+    for i, out in enumerate(self.stream(padded())):
+      yield {k: np.asarray(v)[:, :valid[i]] for k, v in out.items()}
+
   def predict_array(self, images_NxHxWx3: np.ndarray, batch_size: int = 16) -> dict:
     """Host outputs for N images: score (M, N), map_score (M, N), anomaly_map (M, N, h, w).
 
@@ -165,17 +224,9 @@ class InferenceEngine:
       raise DataError("no images to predict")
     if batch_size < 1:
       raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-
-    def batches():
-      for start in range(0, n, batch_size):
-        chunk = images_NxHxWx3[start:start + batch_size]
-        if len(chunk) < batch_size:
-          chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
-        yield chunk
-
+    chunks = (images_NxHxWx3[start:start + batch_size] for start in range(0, n, batch_size))
     parts: dict[str, list] = {}
-    for i, out in enumerate(self.stream(batches())):
-      valid = min(batch_size, n - i * batch_size)
+    for out in self.predict_batches(chunks, batch_size):
       for k, v in out.items():
-        parts.setdefault(k, []).append(np.asarray(v)[:, :valid])
+        parts.setdefault(k, []).append(v)
     return {k: np.concatenate(v, axis=1) for k, v in parts.items()}
