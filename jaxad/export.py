@@ -52,6 +52,11 @@ class ExportedModel:
     return tuple(self.meta["input_hw"])
 
   def __call__(self, images_BxHxWx3) -> dict:
+    shape, dtype = tuple(np.shape(images_BxHxWx3)), getattr(images_BxHxWx3, "dtype", None)
+    if len(shape) != 4 or shape[1:] != (*self.input_hw, 3) or dtype != np.uint8:
+      raise ValueError(f"this export takes uint8 RGB images (B, {self.input_hw[0]}, {self.input_hw[1]}, 3), got "
+                       f"shape {shape} and dtype {dtype}: resize them to the exported size (jaxad export "
+                       f"--input-size), keep 3 channels and convert to uint8")
     return self._call(images_BxHxWx3) if self.embedded else self._call(self.params, images_BxHxWx3)
 
 

@@ -108,6 +108,10 @@ def test_bfloat16_export_and_bad_inputs(trained, tmp_path):
   np.testing.assert_allclose(np.asarray(model(images)["score"]), ref["score"][0], rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="not a jaxad export"):
     load(tmp_path / "missing.jaxad")
+  h, w = model.input_hw
+  for bad in (images[..., :2], images.astype(np.uint16), images[0], np.zeros((1, h + 1, w, 3), np.uint8)):
+    with pytest.raises(ValueError, match=rf"takes uint8 RGB images \(B, {h}, {w}, 3\)"):
+      model(bad)
   assert main(["export", "--workdir", str(workdir), "--member", "3", "--out", str(tmp_path / "x.jaxad")]) == 2
 
 
