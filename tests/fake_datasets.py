@@ -57,13 +57,14 @@ LOCO_DEFECTS = [  # a defects_config.json with one absolute and one relative sat
 ]
 
 
-def mvtec_loco(root, category="juice_bottle", defects_config=True):
-  """A tiny MVTec LOCO AD category: two good test images and one image per anomaly kind with two defect
-  channels (000.png of type 255 over 4 pixels, 001.png of type 134 over 24)."""
+def mvtec_loco(root, category="juice_bottle", defects_config=True, n_train=2):
+  """A tiny MVTec LOCO AD category: two validation and two good test images, and one image per anomaly kind
+  with two defect channels (000.png of type 255 over 4 pixels, 001.png of type 134 over 24)."""
   import json
   base = root / category
-  for i in range(2):
+  for i in range(n_train):
     write_image(base / "train" / "good" / f"{i:03d}.png", i)
+  for i in range(2):
     write_image(base / "validation" / "good" / f"{i:03d}.png", 10 + i)
     write_image(base / "test" / "good" / f"{i:03d}.png", 20 + i)
   for defect in ("logical_anomalies", "structural_anomalies"):

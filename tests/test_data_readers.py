@@ -16,7 +16,7 @@ from jaxad.data.readers import detect_format, list_categories, read_dataset
 from jaxad.data.summary import dataset_summary, format_summary
 from jaxad.errors import ConfigError, DataError
 
-from fake_datasets import SIZE, pickle_file, sensum, write_image, write_mask
+from fake_datasets import SIZE, mvtec_loco, pickle_file, sensum, write_image, write_mask
 
 
 def _mvtec(root, categories=("bottle", "cable"), n_train=10, defects=("crack", "hole")):
@@ -34,17 +34,7 @@ def _mvtec(root, categories=("bottle", "cable"), n_train=10, defects=("crack", "
 
 
 def _loco(root):
-  base = root / "juice_bottle"
-  for i in range(4):
-    write_image(base / "train" / "good" / f"{i:03d}.png", i)
-  for i in range(2):
-    write_image(base / "validation" / "good" / f"{i:03d}.png", 10 + i)
-    write_image(base / "test" / "good" / f"{i:03d}.png", 20 + i)
-  for defect in ("logical_anomalies", "structural_anomalies"):
-    write_image(base / "test" / defect / "000.png", 30)
-    write_mask(base / "ground_truth" / defect / "000" / "000.png", [(0, 0, 2, 2)])
-    write_mask(base / "ground_truth" / defect / "000" / "001.png", [(8, 10, 12, 16)], value=134)
-  return root
+  return mvtec_loco(root, n_train=4)
 
 
 def _visa(root, labels=None):

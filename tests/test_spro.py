@@ -13,7 +13,7 @@ from jaxad.data import loco_channels
 from jaxad.errors import DataError
 from jaxad.evaluate import evaluator
 
-from fake_datasets import LOCO_DEFECTS, mvtec_loco
+from fake_datasets import LOCO_DEFECTS, mvtec_loco, write_mask
 
 
 def _official_auc_for_max_fpr(fprs, ys, max_fpr):
@@ -118,22 +118,13 @@ def test_au_spro_refuses_inputs_it_cannot_score():
 CONFIG = LOCO_DEFECTS
 
 
-def _png(path, shape, boxes, value):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  grid = np.zeros(shape, np.uint8)
-  for r0, c0, r1, c1 in boxes:
-    grid[r0:r1, c0:c1] = value
-  Image.fromarray(grid).save(path)
-  return path
-
-
 def test_channels_take_saturation_areas_as_the_official_code(tmp_path):
   """Absolute: min(threshold, area); relative: int(fraction · area); disjoint parts stay one defect."""
   (tmp_path / "defects_config.json").write_text(json.dumps(CONFIG))
   types_ = loco_channels.read_defects_config(tmp_path / "defects_config.json")
-  small = loco_channels.read_channel(_png(tmp_path / "a.png", (8, 8), [(0, 0, 2, 2)], 255), types_)
-  large = loco_channels.read_channel(_png(tmp_path / "b.png", (8, 8), [(0, 0, 3, 3)], 255), types_)
-  split = loco_channels.read_channel(_png(tmp_path / "c.png", (8, 8), [(0, 0, 1, 3), (5, 5, 7, 7)], 134), types_)
+  small = loco_channels.read_channel(write_mask(tmp_path / "a.png", [(0, 0, 2, 2)], 255, (8, 8)), types_)
+  large = loco_channels.read_channel(write_mask(tmp_path / "b.png", [(0, 0, 3, 3)], 255, (8, 8)), types_)
+  split = loco_channels.read_channel(write_mask(tmp_path / "c.png", [(0, 0, 1, 3), (5, 5, 7, 7)], 134, (8, 8)), types_)
   assert (small.saturation_area, large.saturation_area) == (4, 6)
   assert (split.saturation_area, split.pixels.size, split.defect_name) == (3, 7, "scratch")  # int(0.5 · 7)
   assert split.pixels.tolist() == [0, 1, 2, 45, 46, 53, 54]
