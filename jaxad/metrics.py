@@ -1,4 +1,4 @@
-"""Anomaly-detection metrics: AUROC, average precision, F1-max and AUPRO (methods.md §5).
+"""Anomaly-detection metrics: AUROC, average precision, F1-max, AUPRO (methods.md §5) and AU-sPRO.
 
 All metrics run on the host in numpy with exact int64 counts, so they stay exact for the
 65 M pixels of 1,000 maps of 256×256; jax arrays are accepted (converted with `np.asarray`).
@@ -14,6 +14,12 @@ All metrics run on the host in numpy with exact int64 counts, so they stay exact
   prepended, the point at FPR = `fpr_limit` linearly interpolated, trapezoid area divided by
   `fpr_limit`. Deviation: anomalib returns 0 when there is no region or no background pixel;
   here that is an error, because the metric is undefined.
+* `au_spro`: MVTec LOCO AD's official localisation metric (`mvtec_loco_ad_evaluation`): as AUPRO,
+  but a region is one annotated defect (one ground-truth PNG, not a connected component; defects
+  may overlap), its overlap saturates, min(TP / saturation area, 1), and false positives are the
+  pixels outside every defect of their image. The official code samples thresholds (refined until
+  the curve is fine); here every distinct score is one, the limit of that sampling. Deviation: a
+  saturation area of 0 (int(fraction · area) of a tiny defect), a division by zero there, counts as 1.
 
 Speed and memory: float32 scores are sorted as one packed uint64 key (order-preserving score bits
 in the high half, label or region index in the low half), which numpy sorts ~10× faster than an

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxad import metrics as metrics_lib
+from jaxad.data import loco_channels
 from jaxad.ops.resize import resize
 
 
@@ -51,7 +52,17 @@ def predict_split(predict_fn, states, frozen_vars, images_NxHxWx3: np.ndarray, b
   return {k: np.concatenate(v, axis=1) for k, v in parts.items()}
 
 
-LOCO_KINDS = {"logical_anomalies": "image_auroc_logical", "structural_anomalies": "image_auroc_structural"}
+LOCO_KINDS = {kind: kind.split("_")[0] for kind in loco_channels.KINDS}  # folder → report name
+
+
+def _loco_subsets(split) -> dict[str, np.ndarray]:
+  """{"logical" / "structural": indices of that kind's images and the good ones}, as MVTec LOCO AD's
+  official evaluation scores each kind; {} for any other test split."""
+  label = np.asarray(split.label)
+  defect_type = np.asarray(split.defect_type)
+  if len(defect_type) != len(label) or set(defect_type[label == 1]) != set(LOCO_KINDS):
+    return {}
+  return {name: np.flatnonzero((label == 0) | (defect_type == kind)) for kind, name in LOCO_KINDS.items()}
 
 
 def loco_image_aurocs(scores_N: np.ndarray, split) -> dict:
@@ -59,14 +70,10 @@ def loco_image_aurocs(scores_N: np.ndarray, split) -> dict:
   kind against the good images, and their mean (`image_auroc_loco`, the number the EfficientAD paper
   reports); {} for any other test split. `image_auroc` pools both kinds, a count-weighted mix."""
   label = np.asarray(split.label)
-  defect_type = np.asarray(split.defect_type)
-  if len(defect_type) != len(label) or set(defect_type[label == 1]) != set(LOCO_KINDS):
-    return {}
-  out = {}
-  for kind, key in LOCO_KINDS.items():
-    keep = (label == 0) | (defect_type == kind)
-    out[key] = metrics_lib.image_auroc(scores_N[keep], label[keep])
-  out["image_auroc_loco"] = float(np.mean(list(out.values())))
+  out = {f"image_auroc_{name}": metrics_lib.image_auroc(scores_N[keep], label[keep])
+         for name, keep in _loco_subsets(split).items()}
+  if out:
+    out["image_auroc_loco"] = float(np.mean(list(out.values())))
   return out
 
 
@@ -137,15 +144,11 @@ def loco_au_spros(maps: list, channels: list, split) -> dict:
   """MVTec LOCO AD's localisation metric as its official evaluation reports it: the AU-sPRO up to FPR
   0.05 of each anomaly kind with the good images (`au_spro_logical`, `au_spro_structural`) and their
   mean (`au_spro`). Maps at each image's original size; channels from `jaxad.data.loco_channels`."""
-  label = np.asarray(split.label)
-  defect_type = np.asarray(split.defect_type)
-  out = {}
-  for kind in LOCO_KINDS:
-    keep = np.flatnonzero((label == 0) | (defect_type == kind))
-    out[f"au_spro_{kind.split('_')[0]}"] = metrics_lib.au_spro(
-        [maps[i] for i in keep], [[(c.pixels, c.saturation_area) for c in channels[i]] for i in keep],
-        SPRO_FPR_LIMIT)
-  out["au_spro"] = float(np.mean(list(out.values())))
+  out = {f"au_spro_{name}": metrics_lib.au_spro(
+      [maps[i] for i in keep], [[(c.pixels, c.saturation_area) for c in channels[i]] for i in keep], SPRO_FPR_LIMIT)
+      for name, keep in _loco_subsets(split).items()}
+  if out:
+    out["au_spro"] = float(np.mean(list(out.values())))
   return out
 
 

@@ -222,8 +222,6 @@ class InferenceEngine:
     n = len(images_NxHxWx3)
     if n == 0:
       raise DataError("no images to predict")
-    if batch_size < 1:
-      raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     chunks = (images_NxHxWx3[start:start + batch_size] for start in range(0, n, batch_size))
     parts: dict[str, list] = {}
     for out in self.predict_batches(chunks, batch_size):
