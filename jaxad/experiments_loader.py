@@ -11,9 +11,10 @@ the arguments it knows in `ARGS` (None for none), and any other is refused.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import traceback
+import types
+import typing
 from pathlib import Path
 
 from jaxad.errors import ConfigError
@@ -42,6 +43,39 @@ def _check_paper(paper, file: Path) -> None:
       raise ConfigError(f"{file}: paper metric {key!r} is not a report metric; known: {', '.join(METRIC_ORDER)}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
       raise ConfigError(f"{file}: paper {key}={value!r} must be a number in [0, 1] (reports are not ×100)")
+
+
+def _check_run(run, file: Path) -> dict:
+  """The run section with each value checked against its RunConfig field's type (a list for a tuple
+  field becomes a tuple); a wrong type is a ConfigError naming the field, not a failure deep in the run."""
+  if not isinstance(run, dict):
+    raise ConfigError(f"{file}: 'run' must be a dict of run fields {{name: value}}, got {run!r}")
+  hints = typing.get_type_hints(RunConfig)
+  unknown = sorted(map(str, set(run) - set(hints)))
+  if unknown:
+    raise ConfigError(f"{file}: unknown run field(s) {', '.join(unknown)}; known: {', '.join(sorted(hints))}")
+  checked = {}
+  for key, value in run.items():
+    hint = hints[key]
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    origin = [typing.get_origin(k) or k for k in kinds]
+    if tuple in origin and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+      value = tuple(value)
+    ok = (value is None and type(None) in origin
+          or isinstance(value, bool) and bool in origin
+          or not isinstance(value, bool) and (isinstance(value, int) and (int in origin or float in origin)
+                                              or isinstance(value, float) and float in origin)
+          or isinstance(value, str) and str in origin
+          or isinstance(value, dict) and dict in origin
+          or isinstance(value, tuple) and tuple in origin)
+    if not ok:
+      names = {type(None): "None", tuple: "a tuple of texts", int: "an integer", float: "a number", str: "a text",
+               bool: "True or False", dict: "a dict"}
+      want = " or ".join(names[k] for k in origin)
+      hint = f" (one category: ({value!r},))" if tuple in origin and isinstance(value, str) else ""
+      raise ConfigError(f"{file}: run field {key!r} must be {want}, got {value!r}{hint}")
+    checked[key] = value
+  return checked
 
 
 def load_experiment(spec: str) -> dict:
@@ -75,11 +109,11 @@ def load_experiment(spec: str) -> dict:
   _check_paper(cfg.get("paper"), file)
   if "sweep" in cfg:
     check_section(cfg["sweep"], file)
-  run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-  unknown = sorted(set(cfg.get("run", {})) - run_fields)
-  if unknown:
-    raise ConfigError(f"{file}: unknown run field(s) {', '.join(unknown)}; known: {', '.join(sorted(run_fields))}")
-  cfg["set"] = _as_text(cfg.get("set", {}))
+  cfg["run"] = _check_run(cfg.get("run", {}), file)
+  settings = cfg.get("set", {})
+  if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
+    raise ConfigError(f"{file}: 'set' must be a dict of model settings {{name: value}}, got {settings!r}")
+  cfg["set"] = _as_text(settings)
   if "category_settings" in cfg.get("run", {}):
     from jaxad.run import check_category_settings
     try:

@@ -25,6 +25,15 @@ from jaxad.sweep.grid import parse_grid_args
     ("def get_config(arg):\n  return {'set': {}}[arg]\n", r"get_config\(None\) failed: KeyError: None \(line 2\)"),
     ("def get_config():\n  return {}\n", r"get_config\(None\) failed: TypeError"),
     ("def get_config(arg):\n  return {'run': {'no_such_run_field': 1}}\n", r"unknown run field\(s\) no_such_run_field"),
+    # run and set sections of the wrong type failed deep in the run (a text for categories was read letter by letter)
+    ("def get_config(arg):\n  return {'run': {'categories': 'bottle'}}\n", r"run field 'categories' must be a tuple "
+     r"of texts, got 'bottle' \(one category: \('bottle',\)\)"),
+    ("def get_config(arg):\n  return {'run': {'max_steps': '100'}}\n", r"run field 'max_steps' must be an integer "
+     r"or None, got '100'"),
+    ("def get_config(arg):\n  return {'run': {'progress': 1}}\n", r"run field 'progress' must be True or False"),
+    ("def get_config(arg):\n  return {'run': {'val_fraction': True}}\n", r"run field 'val_fraction' must be a number"),
+    ("def get_config(arg):\n  return {'run': [('model', 'simplenet')]}\n", r"'run' must be a dict of run fields"),
+    ("def get_config(arg):\n  return {'set': [('epochs', 1)]}\n", r"'set' must be a dict of model settings"),
     ("def get_config(arg):\n  return {'set': {}, 'paper': {'image_auroc': 0.98}}\n", r"'paper' must be a dict with a "
      r"'source' text"),
     ("def get_config(arg):\n  return {'set': {}, 'paper': {'source': 's', 'i_auroc': 0.98}}\n", r"paper metric "

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from jaxad import metrics as metrics_lib
 from jaxad.data import loco_channels
+from jaxad.infer.engine import pad_batch
 from jaxad.ops.resize import resize
 
 
@@ -44,9 +45,7 @@ def predict_split(predict_fn, states, frozen_vars, images_NxHxWx3: np.ndarray, b
   for start in range(0, n, batch_size):
     chunk = images_NxHxWx3[start:start + batch_size]
     valid = len(chunk)
-    if valid < batch_size:
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - valid, axis=0)])
-    out = jax.device_get(predict_fn(states, frozen_vars, jnp.asarray(chunk)))
+    out = jax.device_get(predict_fn(states, frozen_vars, jnp.asarray(pad_batch(chunk, batch_size))))
     for k, v in out.items():
       parts.setdefault(k, []).append(np.asarray(v)[:, :valid])
   return {k: np.concatenate(v, axis=1) for k, v in parts.items()}

@@ -75,6 +75,15 @@ def check_images(images_BxHxWx3) -> None:
                     f"uint8 RGB{fix}{hint}")
 
 
+def pad_batch(chunk_NxHxWx3: np.ndarray, batch_size: int) -> np.ndarray:
+  """`chunk` (1..batch_size images) padded to `batch_size` with copies of its last image, so that every
+  batch of one image shape compiles once; callers drop the padded rows' outputs."""
+  n = len(chunk_NxHxWx3)
+  if n == batch_size:
+    return chunk_NxHxWx3
+  return np.concatenate([chunk_NxHxWx3, np.repeat(chunk_NxHxWx3[-1:], batch_size - n, axis=0)])
+
+
 def forward(method, static, features_fn, compute_dtype, map_size: str, states_M, frozen_vars, images_BxHxWx3,
             map_range=None):
   """The traced computation: {"score": (M, B), "map_score": (M, B), "anomaly_map": (M, B, h, w)} in float32.
@@ -206,9 +215,7 @@ class InferenceEngine:
         if not 1 <= n <= batch_size:
           raise DataError(f"a chunk must hold 1 to {batch_size} images, got {n}")
         valid.append(n)
-        if n < batch_size:
-          chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, axis=0)])
-        yield chunk
+        yield pad_batch(chunk, batch_size)
 
     for i, out in enumerate(self.stream(padded())):
       yield {k: np.asarray(v)[:, :valid[i]] for k, v in out.items()}
