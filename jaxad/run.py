@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxad import config as config_lib
+from jaxad import atomic, config as config_lib
 from jaxad.errors import ConfigError, JaxadError
 from jaxad.evaluate import evaluator, report
 from jaxad.models import get_method
@@ -107,7 +107,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   workdir.mkdir(parents=True, exist_ok=True)
   for stale in workdir.glob("report.*"):  # a report exists only for the run that finished last (sweep resume)
     stale.unlink()
-  (workdir / "config.json").write_text(json.dumps(record, indent=2))
+  atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
   frozen = frozen or method.make_frozen(static)
   log(f"[{category}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
@@ -156,7 +156,7 @@ def write_validation_statistics(workdir: Path, predict_fn, states, frozen_vars, 
     log(f"[{workdir.name}] no validation split (val_fraction=0): predict and export give scores without a threshold")
     return
   val_preds = evaluator.predict_split(predict_fn, states, frozen_vars, val.image, batch_size)
-  (workdir / "validation.json").write_text(json.dumps(validation_statistics(val_preds), indent=2))
+  atomic.write_text(workdir / "validation.json", json.dumps(validation_statistics(val_preds), indent=2))
 
 
 def validation_statistics(preds: dict) -> dict:

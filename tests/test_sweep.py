@@ -437,3 +437,70 @@ def test_a_group_planned_for_more_devices_than_present_runs_on_one():
   assert _mesh(group(8), True, logged.append) is None and "planned for 8 devices; 4 present" in logged[0]
   assert _mesh(group(4), False, logged.append) is None  # --no-shard on resume
   assert _mesh(group(4), True, logged.append).devices.size == 4
+
+
+def test_processes_share_a_sweep_through_the_workdir(embedded_root, tmp_path, chunked):
+  """Process p of 3 trains chunks p, p + 3, …; the one that finds every chunk done writes the tables."""
+  _, chunked_rows, _ = chunked
+  workdir = tmp_path / "shared"
+  for proc in (2, 0):
+    assert _sweep(embedded_root, workdir, shard=False, members_per_chunk=2, processes=(3, proc)) is None
+    assert not (workdir / "sweep_results.json").exists()
+  assert sorted(p.name for p in workdir.glob("p0c*")) == ["p0c0", "p0c2"]  # p0c1 is process 1's
+  rows = _sweep(embedded_root, workdir, shard=False, members_per_chunk=2, processes=(3, 1))
+  _assert_rows_equal(rows, chunked_rows)
+  assert json.loads((workdir / "sweep_results.json").read_text()) == rows
+
+
+def test_two_concurrent_processes_equal_one(embedded_root, tmp_path, chunked):
+  """Two OS processes started at once on one workdir (as on two hosts): same members, same results."""
+  import os
+  import subprocess
+  import sys
+  chunked_dir, chunked_rows, _ = chunked
+  script = tmp_path / "sweep_process.py"
+  script.write_text(
+      "import sys\n"
+      f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+      "import jax\n"
+      "jax.config.update('jax_disable_most_optimizations', True)\n"
+      "from jaxad import models\n"
+      "from jaxad.cli import main\n"
+      "models._MODULES['toy_sweep'] = 'test_sweep'\n"
+      "sys.exit(main(sys.argv[1:]))\n")
+  workdir = tmp_path / "two"
+  args = ["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--category", "brick", "--no-shard",
+          "--grid", "noise_std=0.25,0.5,1.0", "--grid", "seed=0,1", "--members-per-chunk", "2", "--workdir",
+          str(workdir), "--no-progress", "--num-processes", "2", "--process-id"]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  procs = [subprocess.Popen([sys.executable, str(script), *args, str(p)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for p in (0, 1)]
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs
+  assert "members 0–1" in outputs[0] and "members 4–5" in outputs[0] and "members 2–3" in outputs[1]
+  _assert_rows_equal(json.loads((workdir / "sweep_results.json").read_text()), chunked_rows)
+  for m in (0, 3, 5):  # process 1's checkpoints as well as process 0's
+    _assert_states_close(_member_params(workdir, m), _member_params(chunked_dir, m))
+
+
+def test_process_numbers_from_flags_or_the_launcher():
+  from jaxad.sweep.processes import resolve
+  assert resolve(None, None, False) == (1, 0)
+  assert resolve(4, 3, False) == (4, 3)
+  assert resolve(None, None, True, {"SLURM_PROCID": "2", "SLURM_NTASKS": "8"}) == (8, 2)
+  assert resolve(None, None, True, {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}) == (2, 1)
+  assert resolve(2, 0, True, {"SLURM_PROCID": "5", "SLURM_NTASKS": "8"}) == (2, 0)  # the flags win
+  with pytest.raises(ConfigError, match="found no launcher's variables"):
+    resolve(None, None, True, {})
+  with pytest.raises(ConfigError, match="together"):
+    resolve(2, None, False)
+  with pytest.raises(ConfigError, match=r"process 2 of 2 \(the index must be in 0..count-1\)"):
+    resolve(2, 2, False)
+  with pytest.raises(ConfigError, match="SLURM's SLURM_NTASKS='x'"):
+    resolve(None, None, True, {"SLURM_PROCID": "0", "SLURM_NTASKS": "x"})
+
+
+def test_sweep_cli_needs_chunk_size_with_several_processes(embedded_root, tmp_path, capsys):
+  assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "seed=0:2",
+               "--num-processes", "2", "--process-id", "1", "--workdir", str(tmp_path / "p")]) == 2
+  assert "with several processes give --members-per-chunk" in capsys.readouterr().err

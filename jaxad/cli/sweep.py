@@ -37,7 +37,11 @@ def register(subparsers) -> None:
   p.add_argument("--no-shard", action="store_true", help="keep each chunk on one device")
   p.add_argument("--select", default=None, help="metric that picks the best member per category (image_auroc)")
   p.add_argument("--distributed", action="store_true",
-                 help="call jax.distributed.initialize() first (multi-host clusters; see README)")
+                 help="one of several processes (hosts) sharing the sweep's chunks through a --workdir on a shared "
+                      "filesystem; this process's number and the count from SLURM, Open MPI or MPICH (see README)")
+  p.add_argument("--num-processes", type=int, default=None,
+                 help="the number of processes sharing the sweep (with --process-id; instead of --distributed)")
+  p.add_argument("--process-id", type=int, default=None, help="this process's number, 0..N-1 (with --num-processes)")
   p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   p.set_defaults(func=main)
@@ -51,11 +55,10 @@ def main(args) -> int:
   from jaxad.evaluate.report import METRIC_ORDER, markdown_table
   from jaxad.experiments_loader import load_experiment
   from jaxad.sweep import grid as grid_lib
+  from jaxad.sweep.processes import resolve as resolve_processes
   from jaxad.sweep.runner import SweepOptions, run_sweep
 
-  if args.distributed:
-    import jax
-    jax.distributed.initialize()
+  processes = resolve_processes(args.num_processes, args.process_id, args.distributed)
   section = load_experiment(args.config).get("sweep", {}) if args.config else {}
   grid = {**grid_lib.grid_from_experiment(section, args.config or ""), **grid_lib.parse_grid_args(args.grid)}
   if not grid:
@@ -71,7 +74,7 @@ def main(args) -> int:
                          else section.get("members_per_chunk")),
       memory_budget_bytes=None if budget_gb is None else int(float(budget_gb) * 2**30),
       shard=not args.no_shard and section.get("shard", True),
-      select=args.select or section.get("select", "image_auroc"))
+      select=args.select or section.get("select", "image_auroc"), processes=processes)
   if options.select not in METRIC_ORDER:
     raise ConfigError(f"--select {options.select!r} is not a metric; choose one of {', '.join(METRIC_ORDER)}")
   if options.members_per_chunk is not None and options.members_per_chunk < 1:
@@ -79,6 +82,8 @@ def main(args) -> int:
   if budget_gb is not None and float(budget_gb) <= 0:
     raise ConfigError(f"--memory-budget must be positive (GB), got {budget_gb}")
   rows = run_sweep(run, overrides, grid, options)
+  if rows is None:  # other processes still train; the last to finish writes the tables
+    return 0
   from jaxad.sweep.outputs import best_per_category
   best = best_per_category(rows, options.select)
   if not best:
@@ -88,3 +93,4 @@ def main(args) -> int:
   print(f"\n{len(rows)} rows in {run.workdir}/sweep_results.{{csv,md,json}}; best per category: sweep_best.*; "
         f"plots: {run.workdir}/plots/")
   return 0
+

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from jaxad import atomic
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -67,13 +70,13 @@ def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report") ->
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "md": out / f"{stem}.md"}
-  paths["json"].write_text(json.dumps(rows, indent=2))
-  cols = _columns(rows)
-  with open(paths["csv"], "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=cols)
-    writer.writeheader()
-    writer.writerows(rows)
-  paths["md"].write_text(markdown_table(rows) + "\n")
+  atomic.write_text(paths["json"], json.dumps(rows, indent=2))
+  text = io.StringIO(newline="")
+  writer = csv.DictWriter(text, fieldnames=_columns(rows))
+  writer.writeheader()
+  writer.writerows(rows)
+  atomic.write_text(paths["csv"], text.getvalue())
+  atomic.write_text(paths["md"], markdown_table(rows) + "\n")
   return paths
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxad import atomic
 from jaxad.evaluate import report
 
 PLOT_METRICS = ("image_auroc", "image_auroc_map_max", "image_f1_max", "pixel_auroc", "pixel_f1_max", "aupro")
@@ -85,6 +86,8 @@ def plot_metrics(rows: list[dict], fields: list[str], out_dir: str | Path) -> li
     fig.axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"metrics against {field} (line: mean over the other swept fields)", fontsize=10)
     path = out / f"{field}.png"
-    fig.savefig(path)
+    tmp = atomic.temporary_beside(path)
+    fig.savefig(tmp)
+    tmp.replace(path)
     paths.append(path)
   return paths

@@ -15,6 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from jaxad import atomic
 from jaxad.errors import ConfigError
 
 PLAN_FILE = "sweep.json"
@@ -71,9 +72,7 @@ def load(workdir: str | Path, key: dict) -> dict | None:
 def save(workdir: str | Path, plan: dict) -> None:
   path = Path(workdir) / PLAN_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(plan, indent=2))
-  tmp.replace(path)
+  atomic.write_text(path, json.dumps(plan, indent=2))
 
 
 def groups_of(plan: dict, point: int) -> list[Group] | None:

@@ -6,9 +6,9 @@ fits the device (jaxad.sweep.memory, on the point's first category) unless given
 the local devices (a 1-D mesh "members"), the splits loaded once per category and shared by
 the chunks. Frozen (non-finite) members are reported, never raised. Finished groups are read
 back from their reports, so an interrupted sweep resumes where it stopped (unfinished groups
-resume from their checkpoints). With several processes (`jax.distributed`), process p trains
-the groups whose ordinal is p modulo the process count, and process 0 writes the tables after
-a barrier.
+resume from their checkpoints. With several processes (`jaxad.sweep.processes`), process p trains
+the groups whose ordinal is p modulo the process count, and the one that finds every group done
+when it finishes writes the tables.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class SweepOptions:
   memory_budget_bytes: int | None = None  # None: the device's free memory (the CPU backend needs a budget)
   shard: bool = True  # split each chunk's M axis over the local devices
   select: str = "image_auroc"  # metric that picks the best member per category
+  processes: tuple[int, int] = (1, 0)  # (count, this process's index): see jaxad.sweep.processes
 
 
 def _shared_category_settings(run_cfg) -> dict:
@@ -53,8 +54,11 @@ def _shared_category_settings(run_cfg) -> dict:
 
 
 def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], options: SweepOptions = SweepOptions(),
-              log=print) -> list[dict]:
-  """Trains and evaluates every member of `grid`; writes the sweep tables and plots; returns the rows."""
+              log=print) -> list[dict] | None:
+  """Trains and evaluates every member of `grid`; writes the sweep tables and plots; returns the rows.
+
+  With several processes: trains this process's share; returns None when other processes' groups are
+  still unfinished (the last to finish writes the tables)."""
   method = get_method(run_cfg.model)  # a Method.run protocol's options are refused by its resolve: engine path
   if run_cfg.category_settings:
     overrides = {**overrides, **_shared_category_settings(run_cfg)}
@@ -62,7 +66,7 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
                            lambda o: build_static(run_cfg.model, o, check_hparams=False)[1:])  # members checked there
   config_lib.check_known(overrides, points[0].static, points[0].hparams[0])
   categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
-  n_proc, proc = jax.process_count(), jax.process_index()
+  n_proc, proc = options.processes
   if n_proc > 1 and options.members_per_chunk is None:
     raise ConfigError("with several processes give --members-per-chunk: every process must plan the same chunks")
   workdir = Path(run_cfg.workdir)
@@ -75,6 +79,7 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
       f"{', '.join(f'{k} × {len(v)}' for k, v in grid.items())}")
 
   ordinal = 0
+  everyone = []  # (category dir, static, stacked hparams) of every group of every process
   for point in points:
     frozen = method.make_frozen(point.static)
     splits = {}
@@ -106,7 +111,8 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
     mine = [g for i, g in enumerate(groups, ordinal) if i % n_proc == proc]
     ordinal += len(groups)
     hparams = {m.index: hp for m, hp in zip(point.members, point.hparams)}
-    group_hps = {g.name: stack_members(plan_lib.padded([hparams[m] for m in g.members], g.slots)) for g in mine}
+    group_hps = {g.name: stack_members(plan_lib.padded([hparams[m] for m in g.members], g.slots)) for g in groups}
+    everyone += [(workdir / g.dir / (c or "default"), point.static, group_hps[g.name]) for g in groups for c in categories]
     for category in categories:
       todo = [g for g in mine if not _finished(workdir / g.dir / (category or "default"), run_cfg, method,
                                                point.static, group_hps[g.name])]
@@ -121,11 +127,13 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
                      category, log=log, splits=splits[category], frozen=frozen, mesh=mesh, raise_non_finite=False)
 
   if n_proc > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices("jaxad sweep: all groups trained")
+    pending = [d for d, static, hps_M in everyone if not _finished(d, run_cfg, method, static, hps_M)]
+    if pending:
+      log(f"process {proc} of {n_proc}: its groups are done; {len(pending)} group × category run(s) of other "
+          "processes are not (the last process to finish writes the tables; a rerun resumes unfinished ones)")
+      return None
   rows = collect_rows(workdir, points, categories, plan)
-  if proc == 0:
-    outputs.write(rows, list(grid), workdir, options.select)
+  outputs.write(rows, list(grid), workdir, options.select)
   return rows
 
 

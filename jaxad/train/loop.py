@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxad import provenance
+from jaxad import atomic, provenance
 from jaxad.checkpoint import Checkpointer
 from jaxad.errors import ConfigError, JaxadError
 from jaxad.train.state import TrainState, keep_if_finite
@@ -363,10 +363,18 @@ def _log(path: Path, step: int, metrics: dict, alive: np.ndarray, images_per_s: 
 
 
 def _truncate_log(path: Path, last_step: int) -> None:
-  """On resume, drops log lines of steps after the restored checkpoint (they will be redone)."""
+  """On resume, drops log lines of steps after the restored checkpoint (they will be redone), and a
+  last line cut short by a kill mid-append."""
   if path.exists():
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [line for line in path.read_text().splitlines() if _logged_step(line) <= last_step]
+    atomic.write_text(path, "".join(line + "\n" for line in keep))
+
+
+def _logged_step(line: str) -> float:
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return float("inf")
 
 
 def _progress(total: int, start: int, enabled: bool):

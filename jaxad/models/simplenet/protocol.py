@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxad import atomic
 from jaxad.errors import ConfigError, JaxadError
 from jaxad.models.simplenet import config as cfg
 from jaxad.models.simplenet.pro import LABEL as PRO_LABEL
@@ -158,7 +159,7 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
               "selection": selection_label(static.meta_epochs),
               "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(record, indent=2))
+    atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
     frozen = method.make_frozen(static)
     features_fn, frozen_vars = frozen
     predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
