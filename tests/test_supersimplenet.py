@@ -1,6 +1,7 @@
 """SuperSimpleNet: generator, losses, gradients and the engine's invariants on tiny shapes."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -181,8 +182,13 @@ def test_resume_equals_uninterrupted_bitwise(tmp_path, frozen, train_data):
   hps = [cfg.Hparams(seed=5)]
   full = _fit(tmp_path, "full", hps, frozen, train_data, max_steps=6)
   _fit(tmp_path, "resumed", hps, frozen, train_data, max_steps=2)
+  log = tmp_path / "resumed" / "metrics.jsonl"
+  with open(log, "a") as f:
+    f.write('{"step": 3, "loss"')  # a line cut short by a kill mid-append
   resumed = _fit(tmp_path, "resumed", hps, frozen, train_data, max_steps=6)
   assert int(resumed.step[0]) == 6
+  assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == \
+      [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
   for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
