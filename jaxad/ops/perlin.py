@@ -10,8 +10,10 @@ products, × √2; resize bilinearly (align_corners=False) to the feature grid; 
 Everything has static shapes: the gradient lattice is drawn at its largest size
 (33 × 33) and indexed by the sampled scale, so the function jits and vmaps.
 
-Deviations: a scale larger than the power-of-two grid (only possible for grids smaller than
-32, i.e. tiny test images) is clamped to the grid size; the reference would fail there.
+Deviations: a scale larger than the power-of-two grid is clamped to the grid size; the reference
+would fail there. This needs a grid smaller than 32: feature maps of 16 or less, i.e. SuperSimpleNet
+images of 64 px or less, such as the quick start's 16 × 16 grid, where scale 32 (drawn for one axis
+in 6) becomes 16.
 `rescale_if_empty=True` reproduces anomalib's newer fix (#2936: min-max rescale to [−1, 1]
 when no value exceeds the threshold); the official code does not do this (default False).
 """

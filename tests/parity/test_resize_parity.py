@@ -104,3 +104,15 @@ def test_torchvision_gaussian_blur_matches(shape, backend):
   inputs = x if backend == "numpy" else jnp.asarray(x)
   got = torchvision_gaussian_blur(inputs, kernel_size=25, sigma=4.0)
   np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (33, 45), (31, 31)])
+def test_penalty_transform_equals_torchvision(hw):
+  """EfficientAD's penalty transform, Resize((2h, 2w)) → CenterCrop((h, w)), bit for bit on PIL images,
+  odd sizes included (torchvision rounds the crop corner half to even)."""
+  from PIL import Image
+  from torchvision import transforms
+  from jaxad.models.efficient_ad.penalty import nelson_transform
+  image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), np.uint8)
+  want = transforms.Compose([transforms.Resize((2 * hw[0], 2 * hw[1])), transforms.CenterCrop(hw)])
+  np.testing.assert_array_equal(nelson_transform(image, hw), np.asarray(want(Image.fromarray(image))))

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from jaxad.errors import DataError
+from jaxad.ops.resize import center_crop_box
 
 GRAYSCALE_P = 0.3
 # scikit-image (bundled, no download) and scikit-learn sample photos: natural scenes and objects.
@@ -131,7 +132,7 @@ def nelson_transform(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
   """Resize((2h, 2w)) then CenterCrop((h, w)) on an RGB uint8 image (nelson's penalty transform)."""
   h, w = hw
   big = _resize(image, (2 * h, 2 * w))
-  top, left = (2 * h - h) // 2, (2 * w - w) // 2
+  top, left = center_crop_box(2 * h, 2 * w, h)[0], center_crop_box(2 * h, 2 * w, w)[1]  # torchvision's rounding
   return big[top:top + h, left:left + w]
 
 
