@@ -4,13 +4,16 @@ A checkpoint holds the stacked `TrainState` (leading M axis) and a JSON record (
 hyperparameters, data-order state, provenance). Orbax writes each step into a temporary
 folder and renames it when complete, so a run killed mid-save resumes from the previous
 complete step. Resume precedence: the latest complete step in the work directory; else a
-fresh start.
+fresh start. `replace` swaps a step's checkpoint for another (EfficientAD's calibrated states)
+by renames, so a kill leaves the old or the new one, never neither.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +29,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str | Path, max_to_keep: int = 2):
     self.directory = Path(workdir).absolute() / "checkpoints"
+    _finish_interrupted_replace(self.directory)
     self.manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                              enable_async_checkpointing=False))
@@ -37,6 +41,23 @@ class Checkpointer:
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     meta=ocp.args.JsonSave(meta)), force=True)
     self.manager.wait_until_finished()
+
+  def replace(self, step: int, state, meta: dict) -> None:
+    """Replaces step `step`'s checkpoint: the new one is saved in a staging folder beside this one, then
+    the two are swapped by renames (orbax's delete removes files in place: a kill mid-delete left a
+    step that looked complete and could not be read)."""
+    parent = self.directory.parent
+    shutil.rmtree(parent / _STAGING, ignore_errors=True)
+    staging = Checkpointer(parent / _STAGING, max_to_keep=1)
+    staging.save(step, state, meta)
+    staging.close()
+    old = parent / f"{_REPLACED}{step}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(self.directory / str(step), old)
+    os.rename(parent / _STAGING / "checkpoints" / str(step), self.directory / str(step))
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(parent / _STAGING, ignore_errors=True)
+    self.manager.reload()
 
   def restore(self, step: int, like_state):
     """Returns (state, meta); `like_state` gives the tree structure, shapes and dtypes."""
@@ -86,6 +107,21 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
+
+
+_STAGING = ".checkpoint_staging"  # beside checkpoints/: a replacement being written
+_REPLACED = ".checkpoint_replaced_"  # + step: the replaced checkpoint until its replacement is in place
+
+
+def _finish_interrupted_replace(directory: Path) -> None:
+  """After a kill inside `replace`: the replaced step comes back if its replacement is not in place (a
+  leftover staging folder is cleared by the next `replace`)."""
+  for old in directory.parent.glob(f"{_REPLACED}*"):
+    step_dir = directory / old.name[len(_REPLACED):]
+    if step_dir.exists():
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      os.rename(old, step_dir)
 
 
 def _leaf_name(path) -> str:

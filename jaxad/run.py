@@ -104,15 +104,17 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   record = {"run": config_lib.to_record(run), "model": method.name, "category": category, "n_train": len(train),
             "static": config_lib.to_record(static),
             "hparams": hparams_record(hps_M)}
-  workdir.mkdir(parents=True, exist_ok=True)
-  for stale in workdir.glob("report.*"):  # a report exists only for the run that finished last (sweep resume)
-    stale.unlink()
-  atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
+
+  def start():  # once loop.fit has accepted the folder's checkpoint (a refused rerun changes nothing)
+    for stale in workdir.glob("report.*"):  # a report exists only for the run that finished last (sweep resume)
+      stale.unlink()
+    atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
+
   frozen = frozen or method.make_frozen(static)
   log(f"[{category}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
-                    frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite)
+                    frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite, on_start=start)
   features_fn, frozen_vars = frozen
   predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size), mesh)
 
@@ -144,9 +146,7 @@ def _save_calibrated(workdir: Path, states) -> None:
   from jaxad.checkpoint import Checkpointer
   ckpt = Checkpointer(workdir)
   step = ckpt.latest_step()
-  meta = {**ckpt.restore_meta(step), "calibrated_on": "validation"}
-  ckpt.manager.delete(step)
-  ckpt.save(step, states, meta)
+  ckpt.replace(step, states, {**ckpt.restore_meta(step), "calibrated_on": "validation"})
   ckpt.close()
 
 

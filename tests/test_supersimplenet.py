@@ -181,8 +181,10 @@ def test_stacked_equals_separate_runs_and_nan_member_is_isolated(tmp_path, froze
 def test_resume_equals_uninterrupted_bitwise(tmp_path, frozen, train_data):
   hps = [cfg.Hparams(seed=5)]
   full = _fit(tmp_path, "full", hps, frozen, train_data, max_steps=6)
-  _fit(tmp_path, "resumed", hps, frozen, train_data, max_steps=2)
   log = tmp_path / "resumed" / "metrics.jsonl"
+  log.parent.mkdir()
+  log.write_text('{"step": 2, "loss": [1.0]}\n')  # left by a run killed before its first checkpoint
+  _fit(tmp_path, "resumed", hps, frozen, train_data, max_steps=2)
   with open(log, "a") as f:
     f.write('{"step": 3, "loss"')  # a line cut short by a kill mid-append
   resumed = _fit(tmp_path, "resumed", hps, frozen, train_data, max_steps=6)

@@ -404,11 +404,14 @@ def test_a_rerun_never_reports_results_of_other_settings(embedded_root, tmp_path
   # The grid's order numbers the members: reordered, it is another sweep.
   with pytest.raises(ConfigError, match="order of the grid"):
     sweep({"seed": grid["seed"], "noise_std": grid["noise_std"]}, max_steps=2)
-  # A smaller step limit cannot reuse the checkpoints of the longer run.
+  # A smaller step limit cannot reuse the checkpoints of the longer run, and refusing changes nothing.
+  finished = {p.name: p.read_bytes() for p in (workdir / "brick").glob("*.*")}
   with pytest.raises(ConfigError, match="past this run's 1 steps"):
     sweep(max_steps=1)
+  assert {p.name: p.read_bytes() for p in (workdir / "brick").glob("*.*")} == finished
   # An extension interrupted while training is not taken for finished (its start removed the old report).
-  monkeypatch.setattr(run_lib.loop, "fit", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+  monkeypatch.setattr(run_lib.loop, "fit", lambda *a, on_start, **k: on_start() or (_ for _ in ()).throw(
+      KeyboardInterrupt()))
   with pytest.raises(KeyboardInterrupt):
     sweep(max_steps=3)
   monkeypatch.undo()
@@ -504,3 +507,41 @@ def test_sweep_cli_needs_chunk_size_with_several_processes(embedded_root, tmp_pa
   assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "seed=0:2",
                "--num-processes", "2", "--process-id", "1", "--workdir", str(tmp_path / "p")]) == 2
   assert "with several processes give --members-per-chunk" in capsys.readouterr().err
+
+
+def test_a_replaced_checkpoint_survives_a_kill_at_any_point(tmp_path):
+  """Checkpointer.replace (EfficientAD's calibrated states) swaps folders by renames; a kill between them
+  leaves the old checkpoint (restored by the next Checkpointer) or the new one, never a damaged step."""
+  import os
+  from jaxad.checkpoint import Checkpointer
+  like = {"w": np.zeros(3, np.float32)}
+  old, new = {"w": np.ones(3, np.float32)}, {"w": np.full(3, 2.0, np.float32)}
+
+  def fresh(name):
+    ckpt = Checkpointer(tmp_path / name)
+    ckpt.save(2, {"w": np.zeros(3, np.float32)}, {"step": 2})
+    ckpt.save(4, old, {"step": 4})
+    return ckpt
+
+  def restored(name):
+    ckpt = Checkpointer(tmp_path / name)
+    step = ckpt.latest_step()
+    state, meta = ckpt.restore(step, like)
+    ckpt.close()
+    return step, float(state["w"][0]), meta
+
+  ckpt = fresh("done")
+  ckpt.replace(4, new, {"step": 4, "calibrated_on": "validation"})
+  ckpt.close()
+  assert restored("done") == (4, 2.0, {"step": 4, "calibrated_on": "validation"})
+  assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["checkpoints"]
+  # killed after the old step was moved aside, before the new one was moved in
+  fresh("mid").close()
+  os.rename(tmp_path / "mid" / "checkpoints" / "4", tmp_path / "mid" / ".checkpoint_replaced_4")
+  assert restored("mid") == (4, 1.0, {"step": 4})
+  # killed after the swap, before the old one was removed
+  ckpt = fresh("late")
+  ckpt.replace(4, new, {"step": 4})
+  ckpt.close()
+  (tmp_path / "late" / ".checkpoint_replaced_4").mkdir()
+  assert restored("late")[:2] == (4, 2.0) and not (tmp_path / "late" / ".checkpoint_replaced_4").exists()

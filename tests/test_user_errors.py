@@ -334,3 +334,14 @@ def test_train_labels_must_fit_the_protocol(tmp_path):
                      "capsule_0")["validation"] is None
   with pytest.raises(ConfigError, match="efficient_ad calibrates on the validation split, so val_fraction must be"):
     load_splits(all_train, *build_static("efficient_ad", {"image_size": "64"})[:2], "capsule_0")
+
+
+def test_ctrl_c_prints_one_line_and_how_to_resume(monkeypatch, capsys):
+  import jaxad.cli.fit as fit_cli
+
+  def interrupted(args):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(fit_cli, "main", interrupted)
+  assert main(["fit", "--data", "embedded"]) == 130
+  assert capsys.readouterr().err.strip() == ("jaxad fit: interrupted (the same command resumes from the last "
+                                             "checkpoint)")

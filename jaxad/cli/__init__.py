@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
   except JaxadError as e:  # A problem with the user's input: one clear line, no traceback.
     print(f"jaxad {args.command}: error: {e}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:  # Ctrl-C: checkpoints are atomic, so the same command resumes
+    resumes = " (the same command resumes from the last checkpoint)" if args.command in ("fit", "sweep") else ""
+    print(f"\njaxad {args.command}: interrupted{resumes}", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

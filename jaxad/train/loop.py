@@ -248,7 +248,7 @@ def host_arrays(train: SplitData) -> dict[str, np.ndarray]:
 def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_seed: int = 0,
         max_steps: int | None = None, chunk: int = 25, ckpt_every: int = 500, progress: bool = True,
         config_record: dict | None = None, frozen=None, cache_budget_bytes: int = CACHE_BUDGET_BYTES,
-        mesh: jax.sharding.Mesh | None = None, raise_non_finite: bool = True) -> TrainState:
+        mesh: jax.sharding.Mesh | None = None, raise_non_finite: bool = True, on_start=None) -> TrainState:
   """Trains M members on `train` and returns their stacked final states (resuming if possible).
 
   Args:
@@ -269,6 +269,8 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       devices (M a multiple of their number), the shared inputs are replicated.
     raise_non_finite: raise `NonFiniteLossError` when every member (or the only one) is frozen;
       sweeps pass False and report frozen members instead.
+    on_start: called once the checkpoint (if any) is known to resume this run, before anything is
+      written: a refused resume leaves the run folder as it was.
   """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -304,9 +306,11 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       ckpt.close()
       raise ConfigError(f"{workdir}: its checkpoint is at step {start}, past this run's {total} steps "
                         "(a smaller --max-steps?); use another --workdir")
-    _truncate_log(workdir / "metrics.jsonl", start)
   elif method.prepare_state is not None:
     states = method.prepare_state(static, states, train)
+  if on_start is not None:
+    on_start()
+  _truncate_log(workdir / "metrics.jsonl", start)  # steps after the checkpoint (or all, from scratch) are redone
   prov = provenance.collect()
   if stream is not None and getattr(stream, "provenance", None):
     prov["step_inputs"] = stream.provenance
