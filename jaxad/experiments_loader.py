@@ -57,25 +57,32 @@ def _check_run(run, file: Path) -> dict:
   checked = {}
   for key, value in run.items():
     hint = hints[key]
-    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    origin = [typing.get_origin(k) or k for k in kinds]
-    if tuple in origin and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+    kinds = [typing.get_origin(k) or k for k in (typing.get_args(hint) if isinstance(hint, types.UnionType) else
+                                                 (hint,))]  # e.g. [int, NoneType], [tuple]
+    if tuple in kinds and isinstance(value, list) and all(isinstance(v, str) for v in value):
       value = tuple(value)
-    ok = (value is None and type(None) in origin
-          or isinstance(value, bool) and bool in origin
-          or not isinstance(value, bool) and (isinstance(value, int) and (int in origin or float in origin)
-                                              or isinstance(value, float) and float in origin)
-          or isinstance(value, str) and str in origin
-          or isinstance(value, dict) and dict in origin
-          or isinstance(value, tuple) and tuple in origin)
-    if not ok:
-      names = {type(None): "None", tuple: "a tuple of texts", int: "an integer", float: "a number", str: "a text",
-               bool: "True or False", dict: "a dict"}
-      want = " or ".join(names[k] for k in origin)
-      hint = f" (one category: ({value!r},))" if tuple in origin and isinstance(value, str) else ""
-      raise ConfigError(f"{file}: run field {key!r} must be {want}, got {value!r}{hint}")
+    if not any(_is_a(value, kind) for kind in kinds):
+      want = " or ".join(_KIND_NAMES[k] for k in kinds)
+      example = f" (one category: ({value!r},))" if tuple in kinds and isinstance(value, str) else ""
+      raise ConfigError(f"{file}: run field {key!r} must be {want}, got {value!r}{example}")
     checked[key] = value
   return checked
+
+
+_KIND_NAMES = {type(None): "None", tuple: "a tuple of texts", int: "an integer", float: "a number", str: "a text",
+               bool: "True or False", dict: "a dict"}
+
+
+def _is_a(value, kind) -> bool:
+  if kind is type(None):
+    return value is None
+  if isinstance(value, bool) or kind is bool:  # True is an int to Python, not to a run field
+    return isinstance(value, bool) and kind is bool
+  if kind is float:
+    return isinstance(value, (int, float))
+  if kind is tuple:
+    return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+  return isinstance(value, kind)
 
 
 def load_experiment(spec: str) -> dict:

@@ -93,4 +93,3 @@ def main(args) -> int:
   print(f"\n{len(rows)} rows in {run.workdir}/sweep_results.{{csv,md,json}}; best per category: sweep_best.*; "
         f"plots: {run.workdir}/plots/")
   return 0
-
