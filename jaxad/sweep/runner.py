@@ -112,7 +112,8 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
     ordinal += len(groups)
     hparams = {m.index: hp for m, hp in zip(point.members, point.hparams)}
     group_hps = {g.name: stack_members(plan_lib.padded([hparams[m] for m in g.members], g.slots)) for g in groups}
-    everyone += [(workdir / g.dir / (c or "default"), point.static, group_hps[g.name]) for g in groups for c in categories]
+    everyone += [(workdir / g.dir / (c or "default"), point.static, group_hps[g.name])
+                 for g in groups for c in categories]
     for category in categories:
       todo = [g for g in mine if not _finished(workdir / g.dir / (category or "default"), run_cfg, method,
                                                point.static, group_hps[g.name])]
