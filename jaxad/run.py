@@ -131,8 +131,8 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
     log(f"[{category}] member {m}: non-finite predictions (its training diverged); no metrics")
   hp_rows = _member_hparams(hps_M)
   rows = [{"category": category or "default", "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
-  report.write_tables(rows, workdir)
   report.save_member_overlays(workdir, test, preds, run.overlays)
+  report.write_tables(rows, workdir)  # last: report.json marks the run finished (a sweep's resume skips it)
   return rows
 
 

@@ -545,3 +545,23 @@ def test_a_replaced_checkpoint_survives_a_kill_at_any_point(tmp_path):
   ckpt.close()
   (tmp_path / "late" / ".checkpoint_replaced_4").mkdir()
   assert restored("late")[:2] == (4, 2.0) and not (tmp_path / "late" / ".checkpoint_replaced_4").exists()
+
+
+def test_a_chunk_killed_while_saving_overlays_is_redone(embedded_root, tmp_path, monkeypatch):
+  """report.json, which marks a chunk finished, is written after the overlays and the other tables."""
+  from jaxad.evaluate import report
+  real = report.save_member_overlays
+
+  def killed(*a, **kw):
+    raise KeyboardInterrupt
+  grid = {"seed": ["0", "1"]}
+  workdir = tmp_path / "overlays"
+  run_cfg = dataclasses.replace(_run_cfg(embedded_root, workdir, max_steps=2), overlays=1)
+  monkeypatch.setattr(report, "save_member_overlays", killed)
+  with pytest.raises(KeyboardInterrupt):
+    run_sweep(run_cfg, {}, grid, SweepOptions(shard=False), log=QUIET)
+  assert not (workdir / "brick" / "report.json").exists()
+  monkeypatch.setattr(report, "save_member_overlays", real)
+  run_sweep(run_cfg, {}, grid, SweepOptions(shard=False), log=QUIET)
+  assert {p.name for p in (workdir / "brick").glob("report.*")} == {"report.json", "report.csv", "report.md"}
+  assert len(list((workdir / "brick" / "overlays").rglob("*.png"))) == 2

@@ -53,17 +53,19 @@ def enable_compilation_cache() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  if args.command in COMPILING:
-    enable_compilation_cache()
+  command = None
   try:
+    args = build_parser().parse_args(argv)
+    command = args.command
+    if command in COMPILING:
+      enable_compilation_cache()
     return int(args.func(args) or 0)
   except JaxadError as e:  # A problem with the user's input: one clear line, no traceback.
-    print(f"jaxad {args.command}: error: {e}", file=sys.stderr)
+    print(f"jaxad {command}: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:  # Ctrl-C: checkpoints are atomic, so the same command resumes
-    resumes = " (the same command resumes from the last checkpoint)" if args.command in ("fit", "sweep") else ""
-    print(f"\njaxad {args.command}: interrupted{resumes}", file=sys.stderr)
+    resumes = " (the same command resumes from the last checkpoint)" if command in ("fit", "sweep") else ""
+    print(f"\n{' '.join(filter(None, ('jaxad', command)))}: interrupted{resumes}", file=sys.stderr)
     return 130
 
 

@@ -70,13 +70,13 @@ def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report") ->
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "md": out / f"{stem}.md"}
-  atomic.write_text(paths["json"], json.dumps(rows, indent=2))
   text = io.StringIO(newline="")
   writer = csv.DictWriter(text, fieldnames=_columns(rows))
   writer.writeheader()
   writer.writerows(rows)
   atomic.write_text(paths["csv"], text.getvalue())
   atomic.write_text(paths["md"], markdown_table(rows) + "\n")
+  atomic.write_text(paths["json"], json.dumps(rows, indent=2))  # last: a run's report.json marks it finished
   return paths
 
 
