@@ -110,6 +110,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
       stale.unlink()
     atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
 
+  check_same_run(workdir, record)
   frozen = frozen or method.make_frozen(static)
   log(f"[{category}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
@@ -134,6 +135,29 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   report.save_member_overlays(workdir, test, preds, run.overlays)
   report.write_tables(rows, workdir)  # last: report.json marks the run finished (a sweep's resume skips it)
   return rows
+
+
+# which training images a checkpoint saw (not the dataset's path: a moved dataset resumes)
+RESUMED_RUN_FIELDS = ("data_options", "data_seed", "val_fraction")
+
+
+def check_same_run(workdir: Path, record: dict) -> None:
+  """ConfigError when `workdir` holds checkpoints of another run (other model, settings, members or training
+  data): resuming from them would report that run's model under this run's settings."""
+  ckpts = workdir / "checkpoints"
+  if not (workdir / "config.json").exists() or not ckpts.is_dir() or not any(ckpts.iterdir()):
+    return
+  stored = json.loads((workdir / "config.json").read_text())
+  want = json.loads(json.dumps(record))
+  defaults = config_lib.to_record(RunConfig())  # fields older config.json files lack
+  differs = ["model"] if stored.get("model") != want["model"] else [
+      f"{part}.{k}" for part in ("static", "hparams") for k in sorted(set(stored.get(part, {})) | set(want[part]))
+      if stored.get(part, {}).get(k) != want[part].get(k)]
+  differs += [f"run.{k}" for k in RESUMED_RUN_FIELDS
+              if stored.get("run", {}).get(k, defaults[k]) != want["run"].get(k, defaults[k])]
+  if differs:
+    raise ConfigError(f"{workdir} holds checkpoints of another run (settings that differ from this run's: "
+                      f"{', '.join(differs)}); use another --workdir, or delete that folder to start over")
 
 
 def hparams_record(hps_M) -> dict:

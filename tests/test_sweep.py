@@ -425,6 +425,16 @@ def test_a_rerun_never_reports_results_of_other_settings(embedded_root, tmp_path
   run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=2), {}, log=QUIET)
   with pytest.raises(ConfigError, match="holds another run"):
     sweep(workdir=fit_dir, max_steps=2)
+  # A fit into a folder trained with other settings or data split is refused (it resumed from that run's
+  # checkpoint and reported its model under the new settings); a larger step limit trains on.
+  finished = {p.name: p.read_bytes() for p in (fit_dir / "brick").glob("*.*")}
+  for overrides, run_kw, differs in (({"noise_std": "1.0"}, {}, "hparams.noise_std"),
+                                     ({}, {"data_seed": 1}, "run.data_seed"),
+                                     ({"hidden": "8"}, {"val_fraction": 0.2}, "static.hidden, run.val_fraction")):
+    with pytest.raises(ConfigError, match=f"settings that differ from this run's: {differs}"):
+      run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=2, **run_kw), overrides, log=QUIET)
+  assert {p.name: p.read_bytes() for p in (fit_dir / "brick").glob("*.*")} == finished
+  run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=3), {}, log=QUIET)
 
 
 def test_sweep_cli_refuses_zero_members_per_chunk(embedded_root, tmp_path, capsys):
