@@ -101,9 +101,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   workdir = Path(workdir) if workdir is not None else Path(run.workdir) / (category or "default")
   splits = splits or load_splits(run, method, static, category)
   train = splits["train"]
-  record = {"run": config_lib.to_record(run), "model": method.name, "category": category, "n_train": len(train),
-            "static": config_lib.to_record(static),
-            "hparams": hparams_record(hps_M)}
+  record = {**settings_record(run, method, static, hps_M), "category": category, "n_train": len(train)}
 
   def start():  # once loop.fit has accepted the folder's checkpoint (a refused rerun changes nothing)
     for stale in workdir.glob("report.*"):  # a report exists only for the run that finished last (sweep resume)
@@ -138,6 +136,21 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
 
 
 # which training images a checkpoint saw (not the dataset's path: a moved dataset resumes)
+def settings_record(run: RunConfig, method, static, hps_M) -> dict:
+  """What config.json records of a run's settings (`run_category` adds the category and training-set size)."""
+  return {"run": config_lib.to_record(run), "model": method.name, "static": config_lib.to_record(static),
+          "hparams": hparams_record(hps_M)}
+
+
+def finished(workdir: Path, run: RunConfig, method, static, hps_M) -> bool:
+  """Whether `workdir` holds this run, finished: its report.json exists (written last; a run deletes it when it
+  starts) and that run had the same step limit. Checkpoints of another run there are a ConfigError."""
+  check_same_run(workdir, settings_record(run, method, static, hps_M))
+  if not (workdir / "report.json").exists() or not (workdir / "config.json").exists():
+    return False
+  return json.loads((workdir / "config.json").read_text())["run"].get("max_steps") == run.max_steps
+
+
 RESUMED_RUN_FIELDS = ("data_options", "data_seed", "val_fraction")
 
 
@@ -254,7 +267,12 @@ def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print)
   categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
   rows = []
   for category in categories:
-    rows += run_category(run_cfg, method, static, hps_M, category, log=log)
+    done = Path(run_cfg.workdir) / (category or "default")
+    if finished(done, run_cfg, method, static, hps_M):
+      log(f"[{category}] finished earlier: its report is read back (`jaxad test` evaluates it again)")
+      rows += json.loads((done / "report.json").read_text())
+    else:
+      rows += run_category(run_cfg, method, static, hps_M, category, log=log)
   summary = report.with_mean(rows) if len(hps_list or [hp]) == 1 else rows
   report.write_tables(summary, run_cfg.workdir, stem="summary")
   return summary

@@ -423,7 +423,7 @@ def test_a_rerun_never_reports_results_of_other_settings(embedded_root, tmp_path
   # A folder that holds another run (here a one-member fit) is refused, not adopted or overwritten.
   fit_dir = tmp_path / "fit"
   run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=2), {}, log=QUIET)
-  with pytest.raises(ConfigError, match="holds another run"):
+  with pytest.raises(ConfigError, match="holds checkpoints of another run"):
     sweep(workdir=fit_dir, max_steps=2)
   # A fit into a folder trained with other settings or data split is refused (it resumed from that run's
   # checkpoint and reported its model under the new settings); a larger step limit trains on.
@@ -434,7 +434,10 @@ def test_a_rerun_never_reports_results_of_other_settings(embedded_root, tmp_path
     with pytest.raises(ConfigError, match=f"settings that differ from this run's: {differs}"):
       run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=2, **run_kw), overrides, log=QUIET)
   assert {p.name: p.read_bytes() for p in (fit_dir / "brick").glob("*.*")} == finished
-  run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=3), {}, log=QUIET)
+  rows = run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=3), {}, log=QUIET)
+  # The same fit again reads its finished category back: no training, no evaluation.
+  monkeypatch.setattr(run_lib, "run_category", lambda *a, **k: pytest.fail("a finished category ran again"))
+  assert run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=3), {}, log=QUIET) == rows
 
 
 def test_sweep_cli_refuses_zero_members_per_chunk(embedded_root, tmp_path, capsys):

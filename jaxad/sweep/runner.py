@@ -24,7 +24,7 @@ from jaxad import config as config_lib
 from jaxad.errors import ConfigError
 from jaxad.evaluate import report
 from jaxad.models import get_method
-from jaxad.run import build_static, hparams_record, list_categories, load_splits, run_category
+from jaxad.run import build_static, finished, list_categories, load_splits, run_category
 from jaxad.sweep import grid as grid_lib, memory, outputs, plan as plan_lib
 from jaxad.train.state import stack_members
 
@@ -115,7 +115,7 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
     everyone += [(workdir / g.dir / (c or "default"), point.static, group_hps[g.name])
                  for g in groups for c in categories]
     for category in categories:
-      todo = [g for g in mine if not _finished(workdir / g.dir / (category or "default"), run_cfg, method,
+      todo = [g for g in mine if not finished(workdir / g.dir / (category or "default"), run_cfg, method,
                                                point.static, group_hps[g.name])]
       if todo and category not in splits:
         splits = {category: load_splits(run_cfg, method, point.static, category)}  # one category in memory
@@ -128,7 +128,7 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
                      category, log=log, splits=splits[category], frozen=frozen, mesh=mesh, raise_non_finite=False)
 
   if n_proc > 1:
-    pending = [d for d, static, hps_M in everyone if not _finished(d, run_cfg, method, static, hps_M)]
+    pending = [d for d, static, hps_M in everyone if not finished(d, run_cfg, method, static, hps_M)]
     if pending:
       log(f"process {proc} of {n_proc}: its groups are done; {len(pending)} group × category run(s) of other "
           "processes are not (the last process to finish writes the tables; a rerun resumes unfinished ones)")
@@ -136,22 +136,6 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
   rows = collect_rows(workdir, points, categories, plan)
   outputs.write(rows, list(grid), workdir, options.select)
   return rows
-
-
-def _finished(cat_dir: Path, run_cfg, method, static, hps_M) -> bool:
-  """Whether a group's category is done: its report exists (`run_category` deletes it when it starts, so
-  it is the last run's) and that run had the same step limit. A folder holding another run (other
-  model, settings or members) is an error, never adopted or overwritten."""
-  if not (cat_dir / "config.json").exists():
-    return False
-  stored = json.loads((cat_dir / "config.json").read_text())
-  want = json.loads(json.dumps({"model": method.name, "static": config_lib.to_record(static),
-                                "hparams": hparams_record(hps_M)}))
-  differs = [k for k in want if stored.get(k) != want[k]]
-  if differs:
-    raise ConfigError(f"{cat_dir} holds another run (its {' and '.join(differs)} differ from this sweep's); "
-                      "use another --workdir")
-  return (cat_dir / "report.json").exists() and stored["run"].get("max_steps") == run_cfg.max_steps
 
 
 def _mesh(group, shard: bool, log):
