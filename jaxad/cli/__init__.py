@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jaxad {command}: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:  # Ctrl-C: checkpoints are atomic, so the same command resumes
+    import logging
+    logging.getLogger("absl").setLevel(logging.CRITICAL)  # orbax's save threads, cut mid-save, log their errors
     resumes = " (the same command resumes from the last checkpoint)" if command in ("fit", "sweep") else ""
     print(f"\n{' '.join(filter(None, ('jaxad', command)))}: interrupted{resumes}", file=sys.stderr)
     return 130
