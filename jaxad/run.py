@@ -135,7 +135,6 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   return rows
 
 
-# which training images a checkpoint saw (not the dataset's path: a moved dataset resumes)
 def settings_record(run: RunConfig, method, static, hps_M) -> dict:
   """What config.json records of a run's settings (`run_category` adds the category and training-set size)."""
   return {"run": config_lib.to_record(run), "model": method.name, "static": config_lib.to_record(static),
@@ -151,6 +150,7 @@ def finished(workdir: Path, run: RunConfig, method, static, hps_M) -> bool:
   return json.loads((workdir / "config.json").read_text())["run"].get("max_steps") == run.max_steps
 
 
+# which training images a checkpoint saw (not the dataset's path: a moved dataset resumes)
 RESUMED_RUN_FIELDS = ("data_options", "data_seed", "val_fraction")
 
 
@@ -163,9 +163,9 @@ def check_same_run(workdir: Path, record: dict) -> None:
   stored = json.loads((workdir / "config.json").read_text())
   want = json.loads(json.dumps(record))
   defaults = config_lib.to_record(RunConfig())  # fields older config.json files lack
-  differs = ["model"] if stored.get("model") != want["model"] else [
-      f"{part}.{k}" for part in ("static", "hparams") for k in sorted(set(stored.get(part, {})) | set(want[part]))
-      if stored.get(part, {}).get(k) != want[part].get(k)]
+  differs = ["model"] if stored.get("model") != want["model"] else [  # fields of one jaxad version only: not compared
+      f"{part}.{k}" for part in ("static", "hparams") for k in sorted(set(stored.get(part, {})) & set(want[part]))
+      if stored[part][k] != want[part][k]]
   differs += [f"run.{k}" for k in RESUMED_RUN_FIELDS
               if stored.get("run", {}).get(k, defaults[k]) != want["run"].get(k, defaults[k])]
   if differs:
