@@ -116,7 +116,7 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
                  for g in groups for c in categories]
     for category in categories:
       todo = [g for g in mine if not finished(workdir / g.dir / (category or "default"), run_cfg, method,
-                                               point.static, group_hps[g.name])]
+                                              point.static, group_hps[g.name])]
       if todo and category not in splits:
         splits = {category: load_splits(run_cfg, method, point.static, category)}  # one category in memory
       for group in todo:
