@@ -10,7 +10,7 @@ resize), EfficientAD-S and -M (padding off, anomalib's map padding and quantile 
 Random weights and random inputs already on the device; what is timed is what anomalib's
 `forward` returns (score and full-size anomaly map: SSN upsampling + blur, EfficientAD map
 normalisation and resize), no pre-processing and no device-to-host copy, as in
-/work/shared/reference/perf-baseline.md. jaxad runs what users run: the registered Method
+docs/reference/perf-baseline.md. jaxad runs what users run: the registered Method
 (`get_method`), its state from `loop.Trainer.init_states` (EfficientAD: then `prepare_state` with
 a random teacher and `calibrate`, on a few random images), predicting through
 `jaxad.infer.InferenceEngine` and training through `Trainer.run_steps`. One difference in

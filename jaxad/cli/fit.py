@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
+def add_common(p: argparse.ArgumentParser, workdir_help: str = "output folder (default: the --config file's workdir, else runs/<model>_<data>)") -> None:
   from jaxad.cli.data import add_layout_arguments
   p.add_argument("--model", default=None, help="method: supersimplenet (default), simplenet or efficient_ad")
   p.add_argument("--data", default=None,
@@ -16,7 +16,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
   p.add_argument("--category", action="append", default=None,
                  help="category to use (repeatable); default: every category")
   p.add_argument("--backbone", default=None, help="backbone name, e.g. wide_resnet50_2, efficientnet_lite0")
-  p.add_argument("--workdir", default=None, help="output folder (default runs/<model>_<data>)")
+  p.add_argument("--workdir", default=None, help=workdir_help)
   p.add_argument("--config", default=None, help="experiment file (experiments/*.py) whose get_config() sets defaults")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="override a setting of the model (Static or Hparams field) or of the run, e.g. epochs=40")

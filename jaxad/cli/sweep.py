@@ -24,7 +24,8 @@ def register(subparsers) -> None:
   from jaxad.cli.fit import add_common
   p = subparsers.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_common(p)
+  add_common(p, workdir_help="output folder (default: the --config file's workdir, else runs/<model>_<data>; "
+                                 "'_sweep' appended to either when it is under runs/)")
   p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...|A:B|V1;V2",
                  help="values of one Static or Hparams field (comma list; A:B alone for the integers A..B-1, "
                       "other values may hold ':', e.g. C:/w.pth; ';' between values that contain commas); "
