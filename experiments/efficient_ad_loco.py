@@ -14,7 +14,7 @@ Adam lr 1e-4 with coupled L2 1e-5, LR ×0.1 at 66,500, p_hard 0.999, AE augmenta
 quantiles 0.9 / 0.995 on the validation split, 0.5 / 0.5 combination, image score = map max.
 Maps are normalised before they are padded and resized, as nelson (`postprocess=nelson`; anomalib
 pads first, which puts its zero border below every normal pixel and raised AU-PRO by 2–9 points
-in a synthetic check, session 12). Scored at each test image's original size, as nelson and the
+in a synthetic check recorded in 5a2bfac). Scored at each test image's original size, as nelson and the
 MVTec evaluation (`eval_size=original`: the map is resized to the image and its maximum is the score;
 host memory about 16 bytes per test pixel for the metrics, 2.5 GiB for 117 images of 1024²;
 8.7 GB for a LOCO category of 275 images of ~2 megapixels, measured on synthetic maps;

@@ -1,7 +1,7 @@
 """SimpleNet on the embedded dataset with EfficientNet-Lite0: offline, on a CPU in under an hour.
 
 COMMAND:  jaxad fit --config experiments/simplenet_embedded.py
-RUNTIME:  30 min 35 s on 2 CPU cores (session 15): 1,280 steps of batch 8 per category (160 passes over
+RUNTIME:  30 min 35 s on 2 CPU cores (commit 4f1797d): 1,280 steps of batch 8 per category (160 passes over
           60 images) at ~20 images/s, plus compilation and evaluation.
 MEASURED: image AUROC 1.000 on all four categories, pixel AUROC 0.975, AUPRO 0.908 on average
           (benchmarks/results/simplenet_embedded_112px_cpu.md).
@@ -14,8 +14,8 @@ seed 0) with these deviations, so it runs offline on a CPU:
 * 128-px shorter side, 112-px centre crop instead of 329 / 288 (a 14×14 feature grid);
 * noise σ 0.4 instead of 0.015: Lite0's aggregated features have a per-dimension std of ~3.4, and at
   σ 0.015 the discriminator cannot tell noised from clean features (SimpleNet README, "Other
-  backbones"; on one H100, session 1: σ 0.4 gave image AUROC 0.998–1.0 over seeds 0–2, 0.15 gave
-  0.76–1.0, 0.05 0.60–0.86).
+  backbones"; earlier exploratory runs on one H100, whose logs were not kept: σ 0.4 gave image
+  AUROC 0.998–1.0 over seeds 0–2, 0.15 gave 0.76–1.0, 0.05 0.60–0.86).
 """
 
 ARGS = (None,)  # the accepted `--config file:ARG` values (None: no ARG)
