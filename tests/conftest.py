@@ -17,3 +17,35 @@ jax.config.update("jax_default_matmul_precision", "highest")
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
+
+
+# `./scripts/test.sh` installs the parity extra and sets JAXAD_REQUIRE_PARITY=1: a parity test skipped
+# because torch, torchvision, timm or anomalib cannot be imported then fails the run instead of
+# passing it quietly (an import broken by a dependency update would otherwise hide every parity check).
+_IMPORT_SKIPS: dict[str, str] = {}
+
+
+def _note_import_skip(report) -> None:
+  if report.skipped:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if "could not import" in reason:
+      _IMPORT_SKIPS.setdefault(report.nodeid, reason)
+
+
+pytest_collectreport = pytest_runtest_logreport = _note_import_skip
+
+
+def pytest_sessionfinish(session, exitstatus):
+  if (os.environ.get("JAXAD_REQUIRE_PARITY") == "1" and _IMPORT_SKIPS
+      and not hasattr(session.config, "workerinput")):  # the controller (or a run without xdist) decides
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"JAXAD_REQUIRE_PARITY=1, but {len(_IMPORT_SKIPS)} test(s) skipped for a missing import:"]
+    lines += [f"  {nodeid}: {reason}" for nodeid, reason in sorted(_IMPORT_SKIPS.items())]
+    if reporter:
+      reporter.ensure_newline()
+    for line in lines:
+      if reporter:
+        reporter.write_line(line, red=True)
+      else:
+        print(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
