@@ -19,9 +19,9 @@ def rng():
   return np.random.default_rng(0)
 
 
-# `./scripts/test.sh` installs the parity extra and sets JAXAD_REQUIRE_PARITY=1: a parity test skipped
-# because torch, torchvision, timm or anomalib cannot be imported then fails the run instead of
-# passing it quietly (an import broken by a dependency update would otherwise hide every parity check).
+# `./scripts/test.sh` installs the test and parity extras and sets JAXAD_REQUIRE_PARITY=1: a test
+# skipped because one of their packages (torch, anomalib, sklearn, ...) cannot be imported then fails
+# the run instead of passing it quietly (an import broken by a dependency update would otherwise hide every parity check).
 _IMPORT_SKIPS: dict[str, str] = {}
 
 
