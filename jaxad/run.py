@@ -325,6 +325,18 @@ def find_member(workdir: str | Path, category: str | None, member: int) -> tuple
   return run_dir, member, None
 
 
+def output_suffix(run_dir: Path, slot: int, sweep_member: int | None) -> str:
+  """"_member<N>" for default output names of a member of a sweep or of a run of several members, else ""."""
+  if sweep_member is not None:
+    return f"_member{sweep_member}"
+  return f"_member{slot}" if len(read_json(run_dir / "config.json")["hparams"]["seed"]) > 1 else ""
+
+
+def same_path(a: str, b: str) -> bool:
+  """Whether two dataset specs name the same dataset (equal, or the same folder from here)."""
+  return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def read_json(path: Path) -> dict:
   """A run folder's JSON file; a damaged one is reported by name."""
   try:

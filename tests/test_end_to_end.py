@@ -1,6 +1,7 @@
 """`jaxad fit` → `jaxad test` → `jaxad predict` on the embedded dataset with a tiny backbone, and every experiment file."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,9 @@ def test_paper_comparison_of_the_mean_row(tmp_path, capsys):
   assert "not compared with Paper 2024: --category trains a subset" in capsys.readouterr().out
 
 
-def test_fit_test_predict_cli(tmp_path, embedded_root, capsys):
+def test_fit_test_predict_cli(tmp_path, embedded_root, capsys, monkeypatch):
   workdir = tmp_path / "run"
-  args = ["fit", "--config", "experiments/supersimplenet_mvtec.py:smoke", "--data", str(embedded_root),
+  args = ["fit", "--config", "experiments/supersimplenet_mvtec.py:smoke", "--data", os.path.relpath(embedded_root),
           "--workdir", str(workdir), "--no-progress"]
   assert main(args) == 0
   out = capsys.readouterr().out
@@ -69,10 +70,17 @@ def test_fit_test_predict_cli(tmp_path, embedded_root, capsys):
   # Running fit again resumes from the final checkpoint (no further steps) and reproduces the report.
   assert main(args) == 0
   assert json.loads((cat / "report.json").read_text()) == report
+  # A relative --data is recorded as an absolute path, so `jaxad test` works from any folder.
+  assert json.loads((cat / "config.json").read_text())["run"]["data"] == str(embedded_root.resolve())
 
-  assert main(["test", "--workdir", str(workdir)]) == 0
+  fit_overlays = sorted((cat / "overlays").iterdir())
+  monkeypatch.chdir(tmp_path)
+  capsys.readouterr()
+  assert main(["test", "--workdir", str(workdir), "--overlays", "2"]) == 0
+  assert f"{cat}: test_report.{{json,csv,md}}, test_overlays/" in capsys.readouterr().out
   again = json.loads((cat / "test_report.json").read_text())
   assert again[0]["image_auroc"] == pytest.approx(report[0]["image_auroc"], abs=1e-6)
+  assert len(list((cat / "test_overlays").glob("*.png"))) == 2 and sorted((cat / "overlays").iterdir()) == fit_overlays
 
   images = sorted((embedded_root / "brick" / "test").rglob("*.png"))[:3]
   out_dir = tmp_path / "pred"

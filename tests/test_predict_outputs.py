@@ -195,3 +195,14 @@ def test_the_threshold_is_compared_in_float32(sweep, tmp_path, monkeypatch, caps
   with pytest.raises(SystemExit):
     main(["predict", "--help"])
   assert "float32 validation scores" in " ".join(capsys.readouterr().out.split())
+
+
+def test_default_outputs_of_members_are_named_by_member(sweep):
+  root, workdir = sweep
+  images = sorted((root / "brick" / "test").rglob("*.png"))[:2]
+  for member in (0, 1):
+    assert main(["predict", "--workdir", str(workdir), "--member", str(member), *map(str, images)]) == 0
+    assert main(["export", "--workdir", str(workdir), "--member", str(member)]) == 0
+  chunk = workdir / "p0c0" / "brick"  # members 0 and 1 share this folder: neither overwrites the other's outputs
+  assert _scores(chunk / "predictions_member0") != _scores(chunk / "predictions_member1")
+  assert {p.name for p in chunk.glob("model_*.jaxad")} == {"model_float32_member0.jaxad", "model_float32_member1.jaxad"}

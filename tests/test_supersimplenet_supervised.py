@@ -122,8 +122,9 @@ def test_category_settings_train_both_sensum_objects_in_one_run(tmp_path):
   assert sizes == {"capsule_0": [40, 24], "softgel_0": [24, 24]}
   summary = json.loads((workdir / "summary.json").read_text())
   assert [r["category"] for r in summary] == ["capsule_0", "softgel_0", "mean"]
-  compared = json.loads((workdir / "paper_comparison.json").read_text())["rows"]
-  assert compared[0]["jaxad"] == summary[-1]["image_auroc_official"]
+  compared = json.loads((workdir / "paper_comparison.json").read_text())
+  assert compared["rows"][0]["jaxad"] == summary[-1]["image_auroc_official"]
+  assert compared["max_steps"] == 1 and "**Not a reproduction**" in (workdir / "paper_comparison.md").read_text()
 
   run, overrides = resolve_run(build_parser().parse_args(["fit", "--config", str(exp), "--set", "image_size=32,32"]))
   assert overrides["image_size"] == "32,32" and run.category_settings == {"capsule_*": {}, "softgel_*": {}}

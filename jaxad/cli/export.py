@@ -23,17 +23,18 @@ def register(subparsers) -> None:
   p.add_argument("--embed-params", action="store_true",
                  help="bake the parameters into the program as constants (one self-contained file; calls pass "
                       "the images only)")
-  p.add_argument("--out", default=None, help="output file (default <run>/model_<dtype>.jaxad)")
+  p.add_argument("--out", default=None, help="output file (default <run>/model_<dtype>.jaxad; model_<dtype>_member<N>.jaxad for a run of several "
+                      "members)")
   p.set_defaults(func=main)
 
 
 def main(args) -> int:
   from pathlib import Path
-  from jaxad.run import find_member
+  from jaxad.run import find_member, output_suffix
   from jaxad.export import export_run
 
   run_dir, slot, sweep_member = find_member(args.workdir, args.category, args.member)
-  out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}.jaxad"
+  out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}{output_suffix(run_dir, slot, sweep_member)}.jaxad"
   platforms = tuple(p.strip() for p in args.platforms.split(",")) if args.platforms else None
   path = export_run(run_dir, out, member=slot, dtype=args.dtype, input_hw=args.input_size,
                     platforms=platforms, embed_params=args.embed_params, sweep_member=sweep_member)

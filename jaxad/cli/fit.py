@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from jaxad import atomic
+
 
 def add_common(p: argparse.ArgumentParser, workdir_help: str = "output folder (default: the --config file's workdir, else runs/<model>_<data>)") -> None:
   from jaxad.cli.data import add_layout_arguments
@@ -85,12 +87,15 @@ def resolve_run(args):
   elif run.workdir == RunConfig.workdir:
     tag = run.data.replace("/", "_").replace(":", "_").strip("_.")[-40:]
     run = dataclasses.replace(run, workdir=f"runs/{run.model}_{tag}")
+  if run.data != "embedded" and not run.data.startswith("tfds:") and Path(run.data).expanduser().exists():
+    run = dataclasses.replace(run, data=str(Path(run.data).expanduser().resolve()))  # `jaxad test` from anywhere
   return run, model_overrides
 
 
 def compare_with_paper(args, rows: list[dict], workdir: str) -> None:
   """Writes and prints paper_comparison.* when the experiment file gives paper numbers and the run
-  covered the experiment's categories (a `--category` subset is not compared)."""
+  covered the experiment's categories (a `--category` subset is not compared). A `--max-steps` run is
+  compared with a warning in the header; other `--set` changes are the user's to judge."""
   from jaxad.evaluate.report import markdown_table, paper_comparison
   from jaxad.experiments_loader import load_experiment
 
@@ -102,10 +107,14 @@ def compare_with_paper(args, rows: list[dict], workdir: str) -> None:
     return
   comparison = paper_comparison(rows, paper)
   if comparison:
-    text = f"Against {paper['source']} (difference = jaxad − paper):\n\n{markdown_table(comparison)}\n"
+    max_steps = getattr(args, "max_steps", None)
+    note = ("" if max_steps is None else
+            f"**Not a reproduction**: --max-steps {max_steps} stopped training before the paper's schedule ended.\n\n")
+    text = f"Against {paper['source']} (difference = jaxad − paper):\n\n{note}{markdown_table(comparison)}\n"
     out = Path(workdir)
-    (out / "paper_comparison.md").write_text(text)
-    (out / "paper_comparison.json").write_text(json.dumps({"source": paper["source"], "rows": comparison}, indent=2))
+    atomic.write_text(out / "paper_comparison.md", text)
+    atomic.write_text(out / "paper_comparison.json", json.dumps({"source": paper["source"], "max_steps": max_steps,
+                                                                        "rows": comparison}, indent=2))
     print("\n" + text, end="")
 
 

@@ -12,7 +12,8 @@ def register(subparsers) -> None:
   p.add_argument("inputs", nargs="+", help="image files or folders of images (searched recursively, --out left out)")
   p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run or `jaxad sweep`")
   p.add_argument("--category", default=None, help="category sub-folder of the run (needed if it has several)")
-  p.add_argument("--out", default=None, help="output folder (default <run>/predictions)")
+  p.add_argument("--out", default=None, help="output folder (default <workdir>/<category>/predictions; predictions_member<N> for a run of "
+                      "several members)")
   p.add_argument("--member", type=int, default=0,
                  help="member to use: the sweep's member number with a sweep workdir, else the run's (default 0)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
@@ -128,12 +129,12 @@ def main(args) -> int:
   from jaxad.errors import ConfigError
   from jaxad.evaluate import report
   from jaxad.infer import InferenceEngine
-  from jaxad.run import find_member, load_trained, select_member, validation_threshold
+  from jaxad.run import find_member, load_trained, output_suffix, select_member, validation_threshold
 
   if args.batch_size < 1:
     raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-  run_dir, slot, _ = find_member(args.workdir, args.category, args.member)
-  out = Path(args.out) if args.out else run_dir / "predictions"
+  run_dir, slot, sweep_member = find_member(args.workdir, args.category, args.member)
+  out = Path(args.out) if args.out else run_dir / f"predictions{output_suffix(run_dir, slot, sweep_member)}"
   files, names = _collect(args.inputs, out)
   method, static, hps_M, states, frozen, _ = load_trained(run_dir)
   states = select_member(states, slot, run_dir)

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+  from jaxad.cli.data import add_layout_arguments
   p = subparsers.add_parser("test", help="evaluate a trained model on the test split", description=__doc__)
   p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run")
   p.add_argument("--category", action="append", default=None, help="category (repeatable); default: all in workdir")
-  p.add_argument("--data", default=None, help="dataset to test on (default: the one the run trained on)")
-  p.add_argument("--overlays", type=int, default=12, help="number of heatmap overlay PNGs per category")
+  p.add_argument("--data", default=None, help="dataset to test on (default: the one the run trained on, with its "
+                 "layout flags; the layout flags below replace those)")
+  p.add_argument("--overlays", type=int, default=None,
+                 help="heatmap overlay PNGs per category, written to test_overlays[_bfloat16]/ (default: the "
+                      "run's own count)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                  help="inference precision (bfloat16 writes test_report_bfloat16.*)")
+  add_layout_arguments(p)
   p.set_defaults(func=main)
 
 
 def main(args) -> int:
   from pathlib import Path
+  from jaxad.cli.data import layout_options
   from jaxad.evaluate import evaluator, report
   from jaxad.infer import InferenceEngine
-  from jaxad.run import _member_hparams, find_run_dir, load_trained
+  from jaxad.run import _member_hparams, find_run_dir, load_trained, same_path
   from jaxad.train.data import load_split
 
   root = Path(args.workdir)
@@ -30,7 +36,8 @@ def main(args) -> int:
   for d in dirs:
     method, static, hps_M, states, (features_fn, frozen_vars), record = load_trained(d)
     data = args.data or record["run"]["data"]
-    options = record["run"].get("data_options", {}) if data == record["run"]["data"] else {}
+    same_data = args.data is None or same_path(args.data, record["run"]["data"])
+    options = {**(record["run"].get("data_options", {}) if same_data else {}), **layout_options(args)}
     test = load_split(data, record["category"], "test", static.image_size, method.preprocessing(static),
                       with_components=True, original_masks=evaluator.scores_at_original_size(static),
                       val_fraction=record["run"]["val_fraction"],
@@ -38,10 +45,13 @@ def main(args) -> int:
     engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=args.dtype)
     preds = engine.predict_array(test.image)
     hp_rows = _member_hparams(hps_M)
-    cat_rows = [{"category": record["category"], "member": m, **hp_rows[m], **r}
+    cat_rows = [{"category": record["category"] or "default", "member": m, **hp_rows[m], **r}
                 for m, r in enumerate(evaluator.score_members(preds, test, method.official_image_scores))]
-    report.write_tables(cat_rows, d, stem="test_report" if args.dtype == "float32" else f"test_report_{args.dtype}")
-    report.save_member_overlays(d, test, preds, args.overlays)
+    suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
+    report.write_tables(cat_rows, d, stem=f"test_report{suffix}")
+    overlays = record["run"].get("overlays", 12) if args.overlays is None else args.overlays
+    report.save_member_overlays(d, test, preds, overlays, folder=f"test_overlays{suffix}")
+    print(f"{d}: test_report{suffix}.{{json,csv,md}}" + (f", test_overlays{suffix}/" if overlays > 0 else ""))
     rows += cat_rows
   print(report.markdown_table(report.with_mean(rows)))
   return 0

@@ -121,10 +121,12 @@ def save_overlays(images_NxHxWx3: np.ndarray, maps_NxHxW: np.ndarray, masks_NxHx
   return paths
 
 
-def save_member_overlays(out_dir: str | Path, split, preds: dict, max_images: int = 12) -> None:
-  """Overlays of every member's predictions on `split` (one sub-folder per member when M > 1)."""
+def save_member_overlays(out_dir: str | Path, split, preds: dict, max_images: int = 12,
+                         folder: str = "overlays") -> None:
+  """Overlays of every member's predictions on `split` in `out_dir/folder` (one sub-folder per member when
+  M > 1); none, and no folder, when `max_images` is 0."""
   m_count = preds["score"].shape[0]
-  for m in range(m_count):
-    out = Path(out_dir) / "overlays" / (f"member{m}" if m_count > 1 else "")
+  for m in range(m_count if max_images > 0 else 0):
+    out = Path(out_dir) / folder / (f"member{m}" if m_count > 1 else "")
     save_overlays(split.image, preds["anomaly_map"][m], split.mask, split.file_name, preds["score"][m], out,
                   max_images)

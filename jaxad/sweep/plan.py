@@ -56,14 +56,17 @@ def padded(items: list, slots: int) -> list:
 
 def load(workdir: str | Path, key: dict) -> dict | None:
   """The stored plan of this sweep (None when the workdir has none); a different sweep is an error."""
+  from jaxad.run import same_path
   path = Path(workdir) / PLAN_FILE
   if not path.exists():
     return None
   stored = json.loads(path.read_text())
   key = json.loads(json.dumps(key))
   old = stored.get("key", {})
-  if old != key or list(old.get("grid", {})) != list(key["grid"]):  # the grid's order numbers the members
-    differs = sorted(k for k in set(key) | set(old) if old.get(k) != key.get(k)) or ["the order of the grid's fields"]
+  differs = sorted(k for k in set(key) | set(old) if old.get(k) != key.get(k)
+                   and not (k == "data" and same_path(str(old.get(k)), str(key.get(k)))))  # older plans: relative
+  if differs or list(old.get("grid", {})) != list(key["grid"]):  # the grid's order numbers the members
+    differs = differs or ["the order of the grid's fields"]
     raise ConfigError(f"{path} describes a different sweep (differs in: {', '.join(differs)}); "
                       "use another --workdir or delete it")
   return stored
