@@ -110,7 +110,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
 
   check_same_run(workdir, record)
   frozen = frozen or method.make_frozen(static)
-  log(f"[{category}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
+  log(f"[{category or 'default'}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
                     frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite, on_start=start)
@@ -127,7 +127,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
   rows = evaluator.score_members(preds, test, method.official_image_scores)
   for m in (m for m, r in enumerate(rows) if not r):
-    log(f"[{category}] member {m}: non-finite predictions (its training diverged); no metrics")
+    log(f"[{category or 'default'}] member {m}: non-finite predictions (its training diverged); no metrics")
   hp_rows = _member_hparams(hps_M)
   rows = [{"category": category or "default", "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
   report.save_member_overlays(workdir, test, preds, run.overlays)

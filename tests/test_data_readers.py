@@ -1,6 +1,7 @@
 """Dataset readers, summary, contact sheet and `jaxad data` on tiny fake datasets of each layout."""
 
 import csv
+import json
 import os
 import sys
 import types
@@ -453,6 +454,24 @@ def test_fit_and_sweep_take_the_dataset_layout_flags(tmp_path):
   assert [len(splits[s].label) for s in ("train", "validation", "test")] == [7, 1, 5]
   assert splits["test"].label.sum() == 3 and splits["test"].mask.sum() > 0
   assert config_lib.to_record(run)["data_options"]["normal_dir"] == "ok"  # written to config.json for `jaxad test`
+
+
+def test_a_single_category_run_is_tested_with_its_layout_flags_and_named_default(tmp_path, monkeypatch):
+  """`jaxad test` re-reads a folder-layout run with the flags it recorded, from another folder, and names the
+  dataset's one category 'default' as fit does; --data names the same dataset as its path from anywhere."""
+  from jaxad.cli import main
+  root = _folder_dataset(tmp_path)
+  flags = ["--normal-dir", "ok", "--abnormal-dir", "ng", "--mask-dir", "gt", "--mask-suffix", "_mask"]
+  workdir = tmp_path / "run"
+  assert main(["fit", "--data", str(root), *flags, "--workdir", str(workdir), "--set", "backbone=tiny_test",
+               "--set", "backbone_weights=random", "--set", "image_size=16,16", "--set", "seg_hidden=4",
+               "--set", "cls_hidden=2", "--max-steps", "1", "--no-progress"]) == 0
+  (fitted,) = json.loads((workdir / "default" / "report.json").read_text())
+  monkeypatch.chdir(tmp_path / "run")
+  for extra in ([], ["--data", os.path.relpath(root)]):
+    assert main(["test", "--workdir", str(workdir), *extra]) == 0
+    (tested,) = json.loads((workdir / "default" / "test_report.json").read_text())
+    assert tested["category"] == fitted["category"] == "default" and tested["image_auroc"] == fitted["image_auroc"]
 
 
 def test_cli_sheet_writes_a_png(tmp_path, capsys):
