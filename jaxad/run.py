@@ -289,8 +289,11 @@ def find_run_dir(workdir: str | Path, category: str | None) -> Path:
       raise JaxadError(f"{root} has no trained category {category!r}; it holds {', '.join(found)}")
     return root / category
   if not found:
+    from jaxad.sweep.plan import PLAN_FILE
+    hint = (f"; for one member of this sweep, `jaxad extract --workdir {root} --member N --out DIR` makes such a run"
+            if (root / PLAN_FILE).exists() else "")
     raise JaxadError(f"no trained category under {root} (no <category>/config.json); give --workdir of a "
-                     "`jaxad fit` run")
+                     f"`jaxad fit` run{hint}")
   if len(found) > 1:
     raise JaxadError(f"{root} holds {len(found)} categories ({', '.join(found)}); choose one with --category")
   return root / found[0]
@@ -329,7 +332,8 @@ def output_suffix(run_dir: Path, slot: int, sweep_member: int | None) -> str:
   """"_member<N>" for default output names of a member of a sweep or of a run of several members, else ""."""
   if sweep_member is not None:
     return f"_member{sweep_member}"
-  return f"_member{slot}" if len(read_json(run_dir / "config.json")["hparams"]["seed"]) > 1 else ""
+  seeds = read_json(run_dir / "config.json").get("hparams", {}).get("seed", [])  # a damaged file: load_trained says
+  return f"_member{slot}" if len(seeds) > 1 else ""
 
 
 def same_path(a: str, b: str) -> bool:

@@ -105,6 +105,9 @@ def test_sweep_cli_trains_members_and_tables_them(tmp_path, embedded_root, capsy
   rows = json.loads((workdir / "brick" / "report.json").read_text())
   assert len(rows) == 4 and {(r["noise_std"], r["seed"]) for r in rows} == {(0.01, 0), (0.01, 1), (0.1, 0), (0.1, 1)}
   assert "4 members" in capsys.readouterr().out
+  assert main(["test", "--workdir", str(workdir)]) == 0  # a one-chunk sweep is one run of 4 members
+  out = capsys.readouterr().out
+  assert out.count("| brick |") == 4 and "| mean |" not in out  # no mean over members
   assert main(["sweep", "--data", str(embedded_root), "--grid", "image_size=64,128", "--workdir", str(workdir)]) == 2
 
 

@@ -197,6 +197,12 @@ def test_the_threshold_is_compared_in_float32(sweep, tmp_path, monkeypatch, caps
   assert "float32 validation scores" in " ".join(capsys.readouterr().out.split())
 
 
+def test_testing_a_chunked_sweep_points_to_extract(sweep, capsys):
+  _, workdir = sweep
+  assert main(["test", "--workdir", str(workdir)]) == 2
+  assert f"jaxad extract --workdir {workdir} --member N" in capsys.readouterr().err
+
+
 def test_default_outputs_of_members_are_named_by_member(sweep):
   root, workdir = sweep
   images = sorted((root / "brick" / "test").rglob("*.png"))[:2]

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
                  help="member to export: the sweep's member number with a sweep workdir, else the run's (default 0)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="precision of the network")
   p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                 help="size of the uint8 images the artefact takes (default: the model's image size)")
+                 help="size of the uint8 images the artefact takes (default: the model's image size); give your "
+                      "images' own size to get jaxad predict's scores: the artefact then resizes them itself")
   p.add_argument("--platforms", default=None,
                  help="comma-separated platforms to lower for, e.g. cpu,cuda (default: the current one)")
   p.add_argument("--embed-params", action="store_true",

@@ -53,5 +53,6 @@ def main(args) -> int:
     report.save_member_overlays(d, test, preds, overlays, folder=f"test_overlays{suffix}")
     print(f"{d}: test_report{suffix}.{{json,csv,md}}" + (f", test_overlays{suffix}/" if overlays > 0 else ""))
     rows += cat_rows
-  print(report.markdown_table(report.with_mean(rows)))
+  one_member = len({r["member"] for r in rows}) == 1  # a mean over the categories, never over members
+  print(report.markdown_table(report.with_mean(rows) if one_member else rows))
   return 0
