@@ -124,7 +124,8 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   write_validation_statistics(workdir, predict_fn, states, frozen_vars, val, run.eval_batch_size, log)
 
   test = splits["test"]
-  preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size)
+  log(f"[{category or 'default'}] testing on {len(test.label)} images")
+  preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size, run.progress)
   rows = evaluator.score_members(preds, test, method.official_image_scores)
   for m in (m for m, r in enumerate(rows) if not r):
     log(f"[{category or 'default'}] member {m}: non-finite predictions (its training diverged); no metrics")

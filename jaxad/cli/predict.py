@@ -129,6 +129,7 @@ def main(args) -> int:
   from jaxad.errors import ConfigError
   from jaxad.evaluate import report
   from jaxad.infer import InferenceEngine
+  from tqdm.auto import tqdm
   from jaxad.run import find_member, load_trained, output_suffix, select_member, validation_threshold
 
   if args.batch_size < 1:
@@ -154,11 +155,14 @@ def main(args) -> int:
       images_NxHxWx3[i] = (resize_image(image, tuple(static.image_size), prep) * 255.0 + 0.5).astype(np.uint8)
 
     scores_N, map_scores_N, maps_NxHxW = np.zeros(n, np.float32), np.zeros(n, np.float32), None
+    bar = tqdm(total=n, desc="predicting", unit="img", leave=False)
     for idx, pred in predict_files(engine, files, args.batch_size, keep_display_image):
+      bar.update(len(idx))
       if maps_NxHxW is None:
         maps_NxHxW = np.lib.format.open_memmap(Path(tmp) / "anomaly_maps.npy", "w+", np.float32,
                                                (n, *pred["anomaly_map"].shape[2:]))
       scores_N[idx], map_scores_N[idx], maps_NxHxW[idx] = pred["score"][0], pred["map_score"][0], pred["anomaly_map"][0]
+    bar.close()
     flags_N = anomalous(scores_N, threshold) if threshold is not None else None
     rows = [{"file": str(f), "score": float(scores_N[i]), "map_score": float(map_scores_N[i]),
              **({"anomalous": bool(flags_N[i])} if flags_N is not None else {})} for i, f in enumerate(files)]

@@ -43,7 +43,8 @@ def main(args) -> int:
                       val_fraction=record["run"]["val_fraction"],
                       seed=record["run"]["data_seed"], **options)
     engine = InferenceEngine(method, static, states, (features_fn, frozen_vars), dtype=args.dtype)
-    preds = engine.predict_array(test.image)
+    print(f"[{record['category'] or 'default'}] testing on {len(test.label)} images ({args.dtype})", flush=True)
+    preds = engine.predict_array(test.image, progress=True)
     hp_rows = _member_hparams(hps_M)
     cat_rows = [{"category": record["category"] or "default", "member": m, **hp_rows[m], **r}
                 for m, r in enumerate(evaluator.score_members(preds, test, method.official_image_scores))]

@@ -37,17 +37,21 @@ def make_predict_fn(method, static, features_fn, image_hw: tuple[int, int], mesh
   return jax.jit(run)
 
 
-def predict_split(predict_fn, states, frozen_vars, images_NxHxWx3: np.ndarray, batch_size: int = 16) -> dict:
-  """Host numpy outputs: score (M, N), map_score (M, N), anomaly_map (M, N, H, W)."""
+def predict_split(predict_fn, states, frozen_vars, images_NxHxWx3: np.ndarray, batch_size: int = 16,
+                  progress: bool = False) -> dict:
+  """Host numpy outputs: score (M, N), map_score (M, N), anomaly_map (M, N, H, W); a progress bar on request."""
+  from tqdm.auto import tqdm
   n = len(images_NxHxWx3)
   batch_size = max(1, min(batch_size, n))
   parts: dict[str, list] = {}
-  for start in range(0, n, batch_size):
-    chunk = images_NxHxWx3[start:start + batch_size]
-    valid = len(chunk)
-    out = jax.device_get(predict_fn(states, frozen_vars, jnp.asarray(pad_batch(chunk, batch_size))))
-    for k, v in out.items():
-      parts.setdefault(k, []).append(np.asarray(v)[:, :valid])
+  with tqdm(total=n, desc="predicting", unit="img", leave=False, disable=not progress) as bar:
+    for start in range(0, n, batch_size):
+      chunk = images_NxHxWx3[start:start + batch_size]
+      valid = len(chunk)
+      out = jax.device_get(predict_fn(states, frozen_vars, jnp.asarray(pad_batch(chunk, batch_size))))
+      for k, v in out.items():
+        parts.setdefault(k, []).append(np.asarray(v)[:, :valid])
+      bar.update(valid)
   return {k: np.concatenate(v, axis=1) for k, v in parts.items()}
 
 

@@ -220,18 +220,22 @@ class InferenceEngine:
     for i, out in enumerate(self.stream(padded())):
       yield {k: np.asarray(v)[:, :valid[i]] for k, v in out.items()}
 
-  def predict_array(self, images_NxHxWx3: np.ndarray, batch_size: int = 16) -> dict:
+  def predict_array(self, images_NxHxWx3: np.ndarray, batch_size: int = 16, progress: bool = False) -> dict:
     """Host outputs for N images: score (M, N), map_score (M, N), anomaly_map (M, N, h, w).
 
     Batches all have `batch_size` images (the last, or only, one is padded with copies of the last
     image; padded rows are dropped), so calls with any N compile once per (image shape, dtype).
+    `progress` shows a bar over the images.
     """
+    from tqdm.auto import tqdm
     n = len(images_NxHxWx3)
     if n == 0:
       raise DataError("no images to predict")
     chunks = (images_NxHxWx3[start:start + batch_size] for start in range(0, n, batch_size))
     parts: dict[str, list] = {}
-    for out in self.predict_batches(chunks, batch_size):
-      for k, v in out.items():
-        parts.setdefault(k, []).append(v)
+    with tqdm(total=n, desc="predicting", unit="img", leave=False, disable=not progress) as bar:
+      for out in self.predict_batches(chunks, batch_size):
+        for k, v in out.items():
+          parts.setdefault(k, []).append(v)
+        bar.update(out["score"].shape[1])
     return {k: np.concatenate(v, axis=1) for k, v in parts.items()}
