@@ -128,6 +128,10 @@ def test_converted_round_trip(tmp_path, rng):
   path = weights.save_converted(tree, tmp_path / "out.safetensors", source_sha256="ab" * 32, source_name="tiny",
                                 extra_meta={"arch": "tiny"})
   assert [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]
+  other = tmp_path / "plain.txt"
+  other.write_text("")
+  assert path.stat().st_mode & 0o777 == other.stat().st_mode & 0o777  # the umask's permissions, as other outputs
+  other.unlink()
   loaded, metadata = weights.load_converted(path)
   assert metadata["source_sha256"] == "ab" * 32 and metadata["arch"] == "tiny"
   assert metadata["format_version"] == weights.CONVERTED_FORMAT_VERSION and metadata["jaxad_version"]
@@ -155,6 +159,9 @@ def test_cli_list_download_info(monkeypatch, tmp_path, source_file, capsys):
   assert main(["weights", "list", "--cache-dir", cache]) == 0
   listing = capsys.readouterr().out
   assert re.search(r"efficientnet_lite0 .* packaged", listing) and re.search(r"tiny .* no", listing)
+  assert main(["weights", "info", "tiny", "--cache-dir", cache]) == 0  # the registry's facts before a download
+  info = capsys.readouterr().out
+  assert f"source: {source_file.as_uri()}" in info and "file: not available" in info and "weights download tiny" in info
   assert main(["weights", "download", "tiny", "--cache-dir", cache, "--quiet"]) == 0
   assert main(["weights", "list", "--cache-dir", cache]) == 0
   assert re.search(r"tiny .* yes", capsys.readouterr().out)

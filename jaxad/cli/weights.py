@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 _CACHE_HELP = "cache root (default: $JAXAD_CACHE or ~/.cache/jaxad; files go to weights/ under it)"
 
@@ -82,12 +83,19 @@ def _info(args: argparse.Namespace) -> int:
   from jaxad.nn import weights
   from jaxad.nn.torch_checkpoint import load_state_dict
 
-  source = weights.resolve(args.source, args.cache_dir)
-  state = load_state_dict(source)
-  if args.source in weights.KNOWN_WEIGHTS:
+  known = args.source in weights.KNOWN_WEIGHTS and not Path(args.source).expanduser().is_file()
+  if known:  # what the registry says, whether or not the file is here
     record = weights.KNOWN_WEIGHTS[args.source]
     print(f"name: {args.source}\narch: {record.arch}\nlicense: {record.license}\nabout: {record.description}")
-    print(f"expected sha256: {record.sha256}")
+    print(f"source: {record.url or 'a packaged file'}\nexpected sha256: {record.sha256}")
+  try:
+    source = weights.resolve(args.source, args.cache_dir)
+  except WeightsError as e:
+    if not known:
+      raise
+    print(f"file: not available ({e})")
+    return 0
+  state = load_state_dict(source)
   print(f"file: {source}\nsha256: {weights.sha256_file(source)}")
   if source.suffix == ".safetensors":
     try:

@@ -309,6 +309,9 @@ def save_converted(tree: Mapping[str, Any], path: str | os.PathLike, *, source_s
   tmp = temporary_beside(path)
   try:
     safetensors.numpy.save_file(flat, tmp, metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)  # safetensors creates its file private (0600): give it the usual permissions
     os.replace(tmp, path)
   finally:
     tmp.unlink(missing_ok=True)
