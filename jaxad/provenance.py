@@ -1,4 +1,4 @@
-"""What produced a result: package versions, devices, git commit, XLA flags."""
+"""What produced a result: the command, package versions, devices, git commit, XLA flags."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 _PACKAGES = ("jaxad", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "tensorflow-datasets")
@@ -42,6 +44,8 @@ def collect() -> dict:
   devices = jax.devices()
   return {
       "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "command": shlex.join(sys.argv),  # what ran, e.g. `jaxad fit --config experiments/x.py:128 --set …`
+      "cwd": os.getcwd(),
       "versions": versions(),
       "git": git_commit(),
       "devices": [str(d) for d in devices],

@@ -66,7 +66,8 @@ def test_fit_test_predict_cli(tmp_path, embedded_root, capsys, monkeypatch):
   assert list((cat / "overlays").glob("*.png"))
   assert (workdir / "summary.md").exists()
   assert not (cat / "validation.json").exists()  # val_fraction 0: every training image trains, as the official code
-  assert json.loads((cat / "provenance.json").read_text())["versions"]["jax"]
+  prov = json.loads((cat / "provenance.json").read_text())
+  assert prov["versions"]["jax"] and prov["command"] and prov["cwd"] == os.getcwd()
   # Running fit again resumes from the final checkpoint (no further steps) and reproduces the report.
   assert main(args) == 0
   assert json.loads((cat / "report.json").read_text()) == report
