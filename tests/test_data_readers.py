@@ -423,6 +423,16 @@ def test_summary_rows(tmp_path):
   assert "crack, hole" in format_summary(rows)
 
 
+def test_cli_info_reads_the_embedded_spec_as_fit_does(tmp_path, capsys, monkeypatch):
+  import jaxad.data.embedded as embedded
+  real = embedded.build_embedded
+  monkeypatch.setattr(embedded, "build_embedded", lambda root: real(root, image_size=32, categories=("nut",),
+                                                                    n_train=4, n_test_good=1, n_test_per_defect=1))
+  monkeypatch.setenv("JAXAD_CACHE", str(tmp_path))
+  assert cli.main(["data", "info", "embedded"]) == 0
+  assert "nut" in capsys.readouterr().out and (tmp_path / "embedded").is_dir()
+
+
 def test_cli_info_prints_the_table(tmp_path, capsys):
   root = _mvtec(tmp_path)
   assert cli.main(["data", "info", str(root), "--category", "cable"]) == 0

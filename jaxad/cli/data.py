@@ -67,15 +67,24 @@ def _print_summary(root: str, categories: list[str] | None, options: dict) -> No
   print(format_summary(dataset_summary(root, categories=categories, **options)))
 
 
+def _dataset_root(spec: str) -> str:
+  """The folder of a dataset spec: "embedded" is generated (once, cached) as `fit --data embedded` does."""
+  from jaxad.data.sources import EMBEDDED, default_cache_root
+  if spec != EMBEDDED or Path(spec).exists():
+    return spec
+  from jaxad.data.embedded import build_embedded
+  return str(build_embedded(default_cache_root() / EMBEDDED))
+
+
 def _info(args: argparse.Namespace) -> int:
-  _print_summary(args.root, [args.category] if args.category else None, _read_options(args))
+  _print_summary(_dataset_root(args.root), [args.category] if args.category else None, _read_options(args))
   return 0
 
 
 def _sheet(args: argparse.Namespace) -> int:
   from jaxad.data.sheet import contact_sheet
   options = _read_options(args)
-  out = contact_sheet(args.root, args.out, category=args.category, per_type=args.per_type, size=args.size, **options)
+  out = contact_sheet(_dataset_root(args.root), args.out, category=args.category, per_type=args.per_type, size=args.size, **options)
   print(f"wrote {out}")
   return 0
 
