@@ -98,7 +98,8 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   Sweeps (jaxad.sweep) pass their member chunk's `workdir`, the `splits` and `frozen` features
   shared by its chunks, the device `mesh` and `raise_non_finite=False` (frozen members are reported).
   """
-  workdir = Path(workdir) if workdir is not None else Path(run.workdir) / (category or "default")
+  label = category or "default"  # a dataset of one category
+  workdir = Path(workdir) if workdir is not None else Path(run.workdir) / label
   splits = splits or load_splits(run, method, static, category)
   train = splits["train"]
   record = {**settings_record(run, method, static, hps_M), "category": category, "n_train": len(train)}
@@ -110,7 +111,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
 
   check_same_run(workdir, record)
   frozen = frozen or method.make_frozen(static)
-  log(f"[{category or 'default'}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
+  log(f"[{label}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
                     frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite, on_start=start)
@@ -124,13 +125,13 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   write_validation_statistics(workdir, predict_fn, states, frozen_vars, val, run.eval_batch_size, log)
 
   test = splits["test"]
-  log(f"[{category or 'default'}] testing on {len(test.label)} images")
+  log(f"[{label}] testing on {len(test.label)} images")
   preds = evaluator.predict_split(predict_fn, states, frozen_vars, test.image, run.eval_batch_size, run.progress)
   rows = evaluator.score_members(preds, test, method.official_image_scores)
   for m in (m for m, r in enumerate(rows) if not r):
-    log(f"[{category or 'default'}] member {m}: non-finite predictions (its training diverged); no metrics")
+    log(f"[{label}] member {m}: non-finite predictions (its training diverged); no metrics")
   hp_rows = _member_hparams(hps_M)
-  rows = [{"category": category or "default", "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
+  rows = [{"category": label, "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
   report.save_member_overlays(workdir, test, preds, run.overlays)
   report.write_tables(rows, workdir)  # last: report.json marks the run finished (a sweep's resume skips it)
   return rows

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 _SKIPPING = "import pytest\npytest.importorskip('jaxad_no_such_module')\n\ndef test_never_runs():\n  assert False\n"
-_PLAIN = "def test_runs():\n  assert 1 + 1 == 2\n\ndef test_skipped_for_another_reason():\n  import pytest\n  pytest.skip('not an import')\n"
+_PLAIN = ("def test_runs():\n  assert 1 + 1 == 2\n\n"
+          "def test_skipped_for_another_reason():\n  import pytest\n  pytest.skip('not an import')\n")
 
 
 def _run(tmp_path: Path, require: bool, *args: str) -> subprocess.CompletedProcess:

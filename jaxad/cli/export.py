@@ -35,7 +35,8 @@ def main(args) -> int:
   from jaxad.export import export_run
 
   run_dir, slot, sweep_member = find_member(args.workdir, args.category, args.member)
-  out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}{output_suffix(run_dir, slot, sweep_member)}.jaxad"
+  suffix = output_suffix(run_dir, slot, sweep_member)
+  out = Path(args.out) if args.out else run_dir / f"model_{args.dtype}{suffix}.jaxad"
   platforms = tuple(p.strip() for p in args.platforms.split(",")) if args.platforms else None
   path = export_run(run_dir, out, member=slot, dtype=args.dtype, input_hw=args.input_size,
                     platforms=platforms, embed_params=args.embed_params, sweep_member=sweep_member)

@@ -9,7 +9,10 @@ from pathlib import Path
 from jaxad import atomic
 
 
-def add_common(p: argparse.ArgumentParser, workdir_help: str = "output folder (default: the --config file's workdir, else runs/<model>_<data>)") -> None:
+WORKDIR_HELP = "output folder (default: the --config file's workdir, else runs/<model>_<data>)"
+
+
+def add_common(p: argparse.ArgumentParser, workdir_help: str = WORKDIR_HELP) -> None:
   from jaxad.cli.data import add_layout_arguments
   p.add_argument("--model", default=None, help="method: supersimplenet (default), simplenet or efficient_ad")
   p.add_argument("--data", default=None,
