@@ -21,7 +21,8 @@ def rng():
 
 # `./scripts/test.sh` installs the test and parity extras and sets JAXAD_REQUIRE_PARITY=1: a test
 # skipped because one of their packages (torch, anomalib, sklearn, ...) cannot be imported then fails
-# the run instead of passing it quietly (an import broken by a dependency update would otherwise hide every parity check).
+# the run instead of passing it quietly (an import broken by a dependency update would otherwise
+# hide every parity check).
 _IMPORT_SKIPS: dict[str, str] = {}
 
 

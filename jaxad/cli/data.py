@@ -84,7 +84,8 @@ def _info(args: argparse.Namespace) -> int:
 def _sheet(args: argparse.Namespace) -> int:
   from jaxad.data.sheet import contact_sheet
   options = _read_options(args)
-  out = contact_sheet(_dataset_root(args.root), args.out, category=args.category, per_type=args.per_type, size=args.size, **options)
+  out = contact_sheet(_dataset_root(args.root), args.out, category=args.category, per_type=args.per_type,
+                      size=args.size, **options)
   print(f"wrote {out}")
   return 0
 

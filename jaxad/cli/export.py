@@ -24,8 +24,8 @@ def register(subparsers) -> None:
   p.add_argument("--embed-params", action="store_true",
                  help="bake the parameters into the program as constants (one self-contained file; calls pass "
                       "the images only)")
-  p.add_argument("--out", default=None, help="output file (default <run>/model_<dtype>.jaxad; model_<dtype>_member<N>.jaxad for a run of several "
-                      "members)")
+  p.add_argument("--out", default=None, help="output file (default <run>/model_<dtype>.jaxad; "
+                                             "model_<dtype>_member<N>.jaxad for a run of several members)")
   p.set_defaults(func=main)
 
 

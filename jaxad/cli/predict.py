@@ -12,8 +12,8 @@ def register(subparsers) -> None:
   p.add_argument("inputs", nargs="+", help="image files or folders of images (searched recursively, --out left out)")
   p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run or `jaxad sweep`")
   p.add_argument("--category", default=None, help="category sub-folder of the run (needed if it has several)")
-  p.add_argument("--out", default=None, help="output folder (default <workdir>/<category>/predictions; predictions_member<N> for a run of "
-                      "several members)")
+  p.add_argument("--out", default=None, help="output folder (default <workdir>/<category>/predictions; "
+                                             "predictions_member<N> for a run of several members)")
   p.add_argument("--member", type=int, default=0,
                  help="member to use: the sweep's member number with a sweep workdir, else the run's (default 0)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
@@ -155,14 +155,14 @@ def main(args) -> int:
       images_NxHxWx3[i] = (resize_image(image, tuple(static.image_size), prep) * 255.0 + 0.5).astype(np.uint8)
 
     scores_N, map_scores_N, maps_NxHxW = np.zeros(n, np.float32), np.zeros(n, np.float32), None
-    bar = tqdm(total=n, desc="predicting", unit="img", leave=False)
-    for idx, pred in predict_files(engine, files, args.batch_size, keep_display_image):
-      bar.update(len(idx))
-      if maps_NxHxW is None:
-        maps_NxHxW = np.lib.format.open_memmap(Path(tmp) / "anomaly_maps.npy", "w+", np.float32,
-                                               (n, *pred["anomaly_map"].shape[2:]))
-      scores_N[idx], map_scores_N[idx], maps_NxHxW[idx] = pred["score"][0], pred["map_score"][0], pred["anomaly_map"][0]
-    bar.close()
+    with tqdm(total=n, desc="predicting", unit="img", leave=False) as bar:
+      for idx, pred in predict_files(engine, files, args.batch_size, keep_display_image):
+        bar.update(len(idx))
+        if maps_NxHxW is None:
+          maps_NxHxW = np.lib.format.open_memmap(Path(tmp) / "anomaly_maps.npy", "w+", np.float32,
+                                                 (n, *pred["anomaly_map"].shape[2:]))
+        scores_N[idx], map_scores_N[idx] = pred["score"][0], pred["map_score"][0]
+        maps_NxHxW[idx] = pred["anomaly_map"][0]
     flags_N = anomalous(scores_N, threshold) if threshold is not None else None
     rows = [{"file": str(f), "score": float(scores_N[i]), "map_score": float(map_scores_N[i]),
              **({"anomalous": bool(flags_N[i])} if flags_N is not None else {})} for i, f in enumerate(files)]

@@ -9,7 +9,7 @@ def register(subparsers) -> None:
   p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run")
   p.add_argument("--category", action="append", default=None, help="category (repeatable); default: all in workdir")
   p.add_argument("--data", default=None, help="dataset to test on (default: the one the run trained on, with its "
-                 "layout flags; the layout flags below replace those)")
+                 "layout flags; layout flags given here override the recorded ones)")
   p.add_argument("--overlays", type=int, default=None,
                  help="heatmap overlay PNGs per category, written to test_overlays[_bfloat16]/ (default: the "
                       "run's own count)")
