@@ -100,6 +100,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   """
   label = category or "default"  # a dataset of one category
   workdir = Path(workdir) if workdir is not None else Path(run.workdir) / label
+  frozen = frozen or method.make_frozen(static)  # before the data: missing backbone weights fail at once
   splits = splits or load_splits(run, method, static, category)
   train = splits["train"]
   record = {**settings_record(run, method, static, hps_M), "category": category, "n_train": len(train)}
@@ -110,7 +111,6 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
     atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
 
   check_same_run(workdir, record)
-  frozen = frozen or method.make_frozen(static)
   log(f"[{label}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
@@ -267,14 +267,15 @@ def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print)
   config_lib.check_known(overrides, static, hp)
   hps_M = stack_members(hps_list or [hp])
   categories = list(run_cfg.categories) or list_categories(run_cfg.data, run_cfg.data_options) or [None]
-  rows = []
+  rows, frozen = [], None
   for category in categories:
     done = Path(run_cfg.workdir) / (category or "default")
     if finished(done, run_cfg, method, static, hps_M):
       log(f"[{category}] finished earlier: its report is read back (`jaxad test` evaluates it again)")
       rows += json.loads((done / "report.json").read_text())
     else:
-      rows += run_category(run_cfg, method, static, hps_M, category, log=log)
+      frozen = frozen or method.make_frozen(static)  # the backbone is loaded once for all categories
+      rows += run_category(run_cfg, method, static, hps_M, category, log=log, frozen=frozen)
   summary = report.with_mean(rows) if len(hps_list or [hp]) == 1 else rows
   report.write_tables(summary, run_cfg.workdir, stem="summary")
   return summary

@@ -294,10 +294,12 @@ def test_fit_smoke_end_to_end(tmp_path):
   assert {k: retested[k] for k in ("image_auroc", "pixel_auroc", "aupro")} == pytest.approx(
       {k: reported[k] for k in ("image_auroc", "pixel_auroc", "aupro")}, abs=1e-6)
 
-  # On MVTec LOCO AD (a fake category of the same name), `jaxad test` also reports the official AU-sPRO.
+  # On MVTec LOCO AD (a fake category of the same name), `jaxad test` also reports the official AU-sPRO,
+  # into a report of its own: the run's own test report stays.
   loco = mvtec_loco(tmp_path / "loco", category="brick")
   assert main(["test", "--workdir", str(workdir), "--data", str(loco), "--overlays", "0"]) == 0
-  (row,) = json.loads((cat / "test_report.json").read_text())
+  assert json.loads((cat / "test_report.json").read_text()) == [retested]
+  (row,) = json.loads((cat / "test_report_on_loco.json").read_text())
   assert 0.0 <= row["au_spro_logical"] <= 1.0 and 0.0 <= row["au_spro_structural"] <= 1.0
   assert row["au_spro"] == pytest.approx((row["au_spro_logical"] + row["au_spro_structural"]) / 2)
   assert "image_auroc_loco" in row

@@ -265,6 +265,19 @@ def test_cli_options_are_checked_before_any_work(tmp_path, capsys):
   assert run_dir.exists()
 
 
+@pytest.mark.parametrize("model, settings", [("supersimplenet", []), ("simplenet", []),
+                                             ("simplenet", ["--set", "select_on_test=true"])])
+def test_missing_backbone_weights_fail_before_the_data_is_read(tmp_path, monkeypatch, capsys, model, settings):
+  monkeypatch.setenv("JAXAD_CACHE", str(tmp_path / "empty_cache"))
+
+  def read_nothing(*args, **kwargs):
+    raise AssertionError("the data was read before the backbone weights were found")
+  monkeypatch.setattr("jaxad.train.data.load_split", read_nothing)
+  assert main(["fit", "--model", model, *settings, "--workdir", str(tmp_path / "w"), "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  assert "jaxad weights download wide_resnet50_2.tv_in1k" in err and "Traceback" not in err, err
+
+
 def test_converted_weights_are_not_written_over_a_folder(tmp_path):
   from jaxad.nn.weights import save_converted
   with pytest.raises(WeightsError, match="is a folder; give the .safetensors file"):

@@ -9,7 +9,8 @@ def register(subparsers) -> None:
   p.add_argument("--workdir", required=True, help="work directory of a `jaxad fit` run")
   p.add_argument("--category", action="append", default=None, help="category (repeatable); default: all in workdir")
   p.add_argument("--data", default=None, help="dataset to test on (default: the one the run trained on, with its "
-                 "layout flags; layout flags given here override the recorded ones)")
+                 "layout flags; layout flags given here override the recorded ones). Another dataset's report is "
+                 "test_report_on_<its folder name>.*, beside the run's own")
   p.add_argument("--overlays", type=int, default=None,
                  help="heatmap overlay PNGs per category, written to test_overlays[_bfloat16]/ (default: the "
                       "run's own count)")
@@ -20,6 +21,7 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
+  import re
   from pathlib import Path
   from jaxad.cli.data import layout_options
   from jaxad.evaluate import evaluator, report
@@ -48,7 +50,9 @@ def main(args) -> int:
     hp_rows = _member_hparams(hps_M)
     cat_rows = [{"category": record["category"] or "default", "member": m, **hp_rows[m], **r}
                 for m, r in enumerate(evaluator.score_members(preds, test, method.official_image_scores))]
-    suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
+    other_name = "" if same_data else Path(args.data).expanduser().resolve().name
+    on_other = f"_on_{re.sub(r'[^A-Za-z0-9.-]+', '_', other_name)}" if other_name else ""
+    suffix = on_other + ("" if args.dtype == "float32" else f"_{args.dtype}")
     report.write_tables(cat_rows, d, stem=f"test_report{suffix}")
     overlays = record["run"].get("overlays", 12) if args.overlays is None else args.overlays
     report.save_member_overlays(d, test, preds, overlays, folder=f"test_overlays{suffix}")

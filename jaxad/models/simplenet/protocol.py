@@ -151,6 +151,7 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
   try:
     if ckpt.latest_step() is not None:
       raise ConfigError(f"{workdir} already holds checkpoints; select_on_test does not resume: use a new --workdir")
+    frozen = method.make_frozen(static)  # before the data: missing backbone weights fail at once
     train = _load(run, method, static, category, "train")
     test = _load(run, method, static, category, "test", with_components=True)
     record = {"run": config_lib.to_record(run), "model": method.name, "category": category, "n_train": len(train),
@@ -160,7 +161,6 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
               "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
     workdir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
-    frozen = method.make_frozen(static)
     features_fn, frozen_vars = frozen
     predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size))
     log(f"[{category}] training simplenet, selecting the best of {static.meta_epochs} meta-epochs ON THE TEST SET")
