@@ -180,21 +180,24 @@ def read_mvtec(category_root: str | os.PathLike, *, val_fraction: float = 0.1, s
   train_images = _list_images(train_folder)
   _require_train_images(train_images, train_folder)
   train = [_normal_ref(p, base, "train") for p in train_images]
+  def mask_of(image: Path, defect: str) -> tuple[Path, ...]:
+    mask = base / "ground_truth" / defect / f"{image.stem}_mask.png"
+    if not mask.is_file():
+      raise DataError(f"defect image {image} has no mask: expected {mask}")
+    return (mask,)
+  test = _mvtec_test_refs(base, "MVTec", mask_of)
+  return _finish(train, test, None, val_fraction=val_fraction, seed=seed, val_from_test=val_from_test)
+
+
+def _mvtec_test_refs(base: Path, dataset: str, masks_of) -> list:
+  """The test split of an MVTec-layout category: test/<defect>/<image>, `good` normal; `masks_of(image, defect)`
+  gives a defect image's mask files (or raises DataError)."""
   test_folder = base / "test"
   if not test_folder.is_dir():
-    raise DataError(f"MVTec category {base} has no test folder {test_folder}")
-  test = []
-  for defect_folder in _subfolders(test_folder):
-    defect = defect_folder.name
-    for image in _list_images(defect_folder):
-      if defect == GOOD:
-        test.append(_normal_ref(image, base, "test"))
-        continue
-      mask = base / "ground_truth" / defect / f"{image.stem}_mask.png"
-      if not mask.is_file():
-        raise DataError(f"defect image {image} has no mask: expected {mask}")
-      test.append(_anomalous_ref(image, base, "test", defect, (mask,)))
-  return _finish(train, test, None, val_fraction=val_fraction, seed=seed, val_from_test=val_from_test)
+    raise DataError(f"{dataset} category {base} has no test folder {test_folder}")
+  return [_normal_ref(image, base, "test") if folder.name == GOOD
+          else _anomalous_ref(image, base, "test", folder.name, masks_of(image, folder.name))
+          for folder in _subfolders(test_folder) for image in _list_images(folder)]
 
 
 def read_mvtec_loco(category_root: str | os.PathLike, *, val_fraction: float = 0.1, seed: int = 0,
@@ -213,21 +216,13 @@ def read_mvtec_loco(category_root: str | os.PathLike, *, val_fraction: float = 0
   _require_train_images(train_images, train_folder)
   train = [_normal_ref(p, base, "train") for p in train_images]
   validation = [_normal_ref(p, base, "validation") for p in _list_images(base / "validation" / GOOD)]
-  test_folder = base / "test"
-  if not test_folder.is_dir():
-    raise DataError(f"MVTec LOCO category {base} has no test folder {test_folder}")
-  test = []
-  for defect_folder in _subfolders(test_folder):
-    defect = defect_folder.name
-    for image in _list_images(defect_folder):
-      if defect == GOOD:
-        test.append(_normal_ref(image, base, "test"))
-        continue
-      mask_folder = base / "ground_truth" / defect / image.stem
-      masks = tuple(_list_images(mask_folder))
-      if not masks:
-        raise DataError(f"defect image {image} has no mask: expected PNG files (000.png, ...) in {mask_folder}")
-      test.append(_anomalous_ref(image, base, "test", defect, masks))
+  def masks_of(image: Path, defect: str) -> tuple[Path, ...]:
+    mask_folder = base / "ground_truth" / defect / image.stem
+    masks = tuple(_list_images(mask_folder))
+    if not masks:
+      raise DataError(f"defect image {image} has no mask: expected PNG files (000.png, ...) in {mask_folder}")
+    return masks
+  test = _mvtec_test_refs(base, "MVTec LOCO", masks_of)
   return _finish(train, test, validation, val_fraction=0.0, seed=seed, val_from_test=val_from_test)
 
 
