@@ -3,8 +3,8 @@
 Usage:  python benchmarks/latency_probe.py [--model efficient_ad_s] [--dtype bfloat16] [--iters 500]
             [--out benchmarks/results/latency_probe.json]
 
-On an H100 (session 6) jaxad's EfficientAD-S took 1.07 ms at batch 1 in bfloat16, against 0.61 ms for
-`torch.compile(mode="reduce-overhead")` (CUDA graphs) and the issue's 0.5 ms target, while its
+On an H100 (commits 2dafd24 / 17581f7, `results/inference_vs_torch_h100.md`) jaxad's EfficientAD-S took 1.07 ms at batch 1 in bfloat16, against 0.61 ms for
+`torch.compile(mode="reduce-overhead")` (CUDA graphs) and the 0.5 ms target, while its
 throughput was 1.4× torch's: the gap is per-launch cost, not arithmetic (76 GFLOP are ~0.2 ms on
 the card). Each setting below runs in its own process (XLA reads its flags once) and reports the
 median latency of the compiled inference engine (`inference_vs_torch.jaxad_efficient_ad`: float
