@@ -11,6 +11,7 @@ from flax import traverse_util
 from PIL import Image
 from skimage import data
 
+from jaxad.data import transforms
 from jaxad.errors import ConfigError, DataError, WeightsError
 from jaxad.nn import backbones, convert, efficientnet_lite, torch_checkpoint, weights
 
@@ -215,5 +216,5 @@ def test_lite0_expects_tf_input_normalisation(lite0_variables, images_224):
     return float(np.mean(np.log(np.asarray(y.var(axis=(0, 1, 2)))[alive] / running_var[alive])))
 
   tf_style = log_var_ratio(backbones.TF_LITE_MEAN, backbones.TF_LITE_STD)
-  imagenet = log_var_ratio(backbones.IMAGENET_MEAN, backbones.IMAGENET_STD)
+  imagenet = log_var_ratio(transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)
   assert abs(tf_style) < 0.6 and imagenet > 1.0

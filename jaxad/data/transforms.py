@@ -37,8 +37,9 @@ from jaxad.data.records import Sample
 from jaxad.errors import ConfigError, DataError
 from jaxad.ops.resize import center_crop_box, resize, shorter_side_size
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# the ImageNet statistics every backbone here was trained with (torchvision's), on [0, 1] RGB; jaxad's one copy
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_RESIZES = ("torch-bilinear", "torch-bilinear-antialias", "pil-bilinear", "cv2-bilinear", "none")
 MASK_RESIZES = ("nearest", "pil-bilinear-is-one")
 
@@ -196,4 +197,5 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int], config: PreprocessConfi
 
 def normalize_image(image: np.ndarray) -> np.ndarray:
   """[0, 1] float image → ImageNet-normalised float32 (channel-last)."""
-  return ((image.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+  mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+  return ((image.astype(np.float32) - mean) / std).astype(np.float32)

@@ -11,9 +11,7 @@ import numpy as np
 from PIL import Image
 
 from jaxad import atomic
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from jaxad.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 METRIC_ORDER = ("image_auroc", "image_ap", "image_f1_max", "image_auroc_official", "image_ap_official",
                 "image_auroc_map_max", "pixel_auroc", "pixel_ap",
@@ -81,7 +79,8 @@ def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report") ->
 
 
 def denormalize(image_HxWx3: np.ndarray) -> np.ndarray:
-  return np.clip((image_HxWx3 * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+  mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+  return np.clip((image_HxWx3 * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def overlay(image_uint8_HxWx3: np.ndarray, map_HxW: np.ndarray, mask_HxW: np.ndarray | None = None,

@@ -28,12 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxad.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from jaxad.errors import ConfigError, DataError, WeightsError
 from jaxad.nn import convert, efficientnet_lite, resnet, torch_checkpoint
 from jaxad.nn import weights as weights_lib
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # TF EfficientNet-Lite ("inception-style", for post-quantisation): (x·255 − 127) / 128.
 TF_LITE_MEAN = (127.0 / 255,) * 3
 TF_LITE_STD = (128.0 / 255,) * 3

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxad.nn.backbones import IMAGENET_MEAN, IMAGENET_STD, apply_backbone, get_spec, load_backbone
+from jaxad.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from jaxad.nn.backbones import apply_backbone, get_spec, load_backbone
 from jaxad.nn.fold import fold_batch_norms
 
 

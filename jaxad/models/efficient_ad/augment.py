@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxad.models.efficient_ad.model import IMAGENET_MEAN, IMAGENET_STD
+from jaxad.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 _GRAY = (0.2989, 0.587, 0.114)
 

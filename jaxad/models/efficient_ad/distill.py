@@ -32,14 +32,12 @@ import numpy as np
 import optax
 from PIL import Image
 
+from jaxad.data.transforms import normalize_image
 from jaxad.errors import ConfigError
 from jaxad.models.efficient_ad import penalty as photo_lib
 from jaxad.models.efficient_ad.model import PDN
 from jaxad.models.efficient_ad.teacher import teacher_arch
 from jaxad.train import optim
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +107,7 @@ class ImageStream:
         b, s = photo_lib.grayscale_uint8(b[None])[0], photo_lib.grayscale_uint8(s[None])[0]
       big.append(b)
       small.append(s)
-    norm = lambda x: (np.stack(x).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return norm(big), norm(small)
+    return normalize_image(np.stack(big) / np.float32(255)), normalize_image(np.stack(small) / np.float32(255))
 
   def prefetch(self, steps: range, workers: int | None = None):
     """Yields batch(step) for `steps` in order, made ahead by a thread pool (PIL releases the GIL while it

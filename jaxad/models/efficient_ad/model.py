@@ -19,12 +19,10 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxad.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from jaxad.nn.layers import torch_default_kernel, torch_uniform_bias
 from jaxad.ops import conv as conv_ops
 from jaxad.ops.resize import resize
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_normalize(images_BxHxWx3):

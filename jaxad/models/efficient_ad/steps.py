@@ -25,7 +25,7 @@ from jaxad.models.efficient_ad import config as cfg
 from jaxad.models.efficient_ad import normalization as norm
 from jaxad.models.efficient_ad.augment import augment_ae_input
 from jaxad.models.efficient_ad.loss import efficient_ad_losses
-from jaxad.models.efficient_ad.model import IMAGENET_MEAN, IMAGENET_STD, build_networks
+from jaxad.models.efficient_ad.model import build_networks, imagenet_normalize
 from jaxad.models.method import Method
 from jaxad.train import optim
 from jaxad.train.state import TrainState
@@ -152,8 +152,7 @@ def step_inputs(static: cfg.Static, data_seed: int):
 
 
 def _normalize_uint8(images_uint8):
-  x = images_uint8.astype(jnp.float32) / 255.0
-  return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+  return imagenet_normalize(images_uint8.astype(jnp.float32) / 255.0)
 
 
 def _teacher_norm(static: cfg.Static, frozen: dict, images_BxHxWx3, dtype=jnp.float32):
