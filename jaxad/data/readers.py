@@ -180,6 +180,7 @@ def read_mvtec(category_root: str | os.PathLike, *, val_fraction: float = 0.1, s
   train_images = _list_images(train_folder)
   _require_train_images(train_images, train_folder)
   train = [_normal_ref(p, base, "train") for p in train_images]
+
   def mask_of(image: Path, defect: str) -> tuple[Path, ...]:
     mask = base / "ground_truth" / defect / f"{image.stem}_mask.png"
     if not mask.is_file():
@@ -216,6 +217,7 @@ def read_mvtec_loco(category_root: str | os.PathLike, *, val_fraction: float = 0
   _require_train_images(train_images, train_folder)
   train = [_normal_ref(p, base, "train") for p in train_images]
   validation = [_normal_ref(p, base, "validation") for p in _list_images(base / "validation" / GOOD)]
+
   def masks_of(image: Path, defect: str) -> tuple[Path, ...]:
     mask_folder = base / "ground_truth" / defect / image.stem
     masks = tuple(_list_images(mask_folder))
