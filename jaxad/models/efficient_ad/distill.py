@@ -179,8 +179,8 @@ def distill(config: DistillConfig, out: str | Path, *, log=print, progress: bool
   config = config.validate()
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
+  target_fn, ext_vars = make_target_fn(config)  # first: missing extractor weights fail before a folder is listed
   stream = ImageStream(config)
-  target_fn, ext_vars = make_target_fn(config)
   t0 = time.perf_counter()
   mean, std = target_statistics(config, target_fn, ext_vars, stream)
   log(f"target statistics over {config.stats_images} images: mean |μ| {float(jnp.abs(mean).mean()):.4g}, "
