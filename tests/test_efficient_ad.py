@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxad.errors import WeightsError
+from jaxad.errors import ConfigError, WeightsError
 from jaxad.models.efficient_ad import config as cfg
 from jaxad.models.efficient_ad import steps
 from jaxad.models.efficient_ad.loss import hard_feature_loss
@@ -88,6 +88,13 @@ def test_teacher_gets_no_gradient_and_stays_fixed(trained):
   changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params))]
   assert all(changed)  # student and AE (through L_AE and L_STAE) both train
   assert np.isfinite(float(metrics["loss"])) and float(metrics["penalty"]) > 0
+
+
+def test_a_step_without_its_penalty_images_is_refused(trained):
+  """A missing batch["penalty"] would silently drop L_pen from the loss (a hand-written loop's easy slip)."""
+  static, states, _, x = trained
+  with pytest.raises(ConfigError, match=r"needs batch\['penalty'\].*method.step_inputs"):
+    steps.train_step(static, _member(states, 0), x, {}, jax.random.key(0), cfg.Hparams(), 4)
 
 
 def test_same_seed_same_result_and_seed_matters(trained):

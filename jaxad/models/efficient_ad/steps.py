@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxad.errors import ConfigError
 from jaxad.models.efficient_ad import config as cfg
 from jaxad.models.efficient_ad import normalization as norm
 from jaxad.models.efficient_ad.augment import augment_ae_input
@@ -190,8 +191,15 @@ def step_losses(static: cfg.Static, params, frozen: dict, images_BxHxWx3, images
 
 def train_step(static: cfg.Static, state: TrainState, feats_BxHxWx3, batch, key, hp: cfg.Hparams,
                steps_per_epoch_: int):
-  """One Adam step of student + AE: L_hard + L_pen + L_AE + L_STAE (teacher frozen, AE not detached)."""
+  """One Adam step of student + AE: L_hard + L_pen + L_AE + L_STAE (teacher frozen, AE not detached).
+
+  `batch["penalty"]`: uint8 penalty images from `step_inputs` (required unless penalty="none"); the
+  state must have been through `prepare_state` (the teacher and its μ, σ).
+  """
   del steps_per_epoch_
+  if static.penalty != "none" and "penalty" not in batch:  # trace time: a missing input would drop L_pen
+    raise ConfigError(f"EfficientAD with penalty={static.penalty!r} needs batch['penalty'] (uint8 images from "
+                      "method.step_inputs(static, data_seed)); set penalty='none' to train without it")
   # threefry draws: under a sweep's vmap each member's equal its run alone (RBG keys' did not)
   k_aug, k_dropout = jax.random.split(key)
   images_aug = augment_ae_input(k_aug, feats_BxHxWx3, hp.aug_min, hp.aug_max)
