@@ -139,8 +139,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
 
 def settings_record(run: RunConfig, method, static, hps_M) -> dict:
   """What config.json records of a run's settings (`run_category` adds the category and training-set size)."""
-  return {"run": config_lib.to_record(run), "model": method.name, "static": config_lib.to_record(static),
-          "hparams": hparams_record(hps_M)}
+  return {"run": config_lib.to_record(run), **loop.model_record(method, static, hps_M)}
 
 
 def finished(workdir: Path, run: RunConfig, method, static, hps_M) -> bool:
@@ -165,19 +164,12 @@ def check_same_run(workdir: Path, record: dict) -> None:
   stored = json.loads((workdir / "config.json").read_text())
   want = json.loads(json.dumps(record))
   defaults = config_lib.to_record(RunConfig())  # fields older config.json files lack
-  differs = ["model"] if stored.get("model") != want["model"] else [  # fields of one jaxad version only: not compared
-      f"{part}.{k}" for part in ("static", "hparams") for k in sorted(set(stored.get(part, {})) & set(want[part]))
-      if stored[part][k] != want[part][k]]
+  differs = loop.settings_differences(stored, want)
   differs += [f"run.{k}" for k in RESUMED_RUN_FIELDS
               if stored.get("run", {}).get(k, defaults[k]) != want["run"].get(k, defaults[k])]
   if differs:
     raise ConfigError(f"{workdir} holds checkpoints of another run (settings that differ from this run's: "
                       f"{', '.join(differs)}); use another --workdir, or delete that folder to start over")
-
-
-def hparams_record(hps_M) -> dict:
-  """Stacked Hparams as config.json stores them: {field: [one value per member]}."""
-  return {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}
 
 
 def _save_calibrated(workdir: Path, states) -> None:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxad.errors import ConfigError
 from jaxad.models import get_method
 from jaxad.models.supersimplenet import config as cfg
 from jaxad.models.supersimplenet.anomaly import generate_anomalies
@@ -193,6 +194,14 @@ def test_resume_equals_uninterrupted_bitwise(tmp_path, frozen, train_data):
       [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
   for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_checkpoint_of_other_members_is_refused_not_resumed(tmp_path, frozen, train_data):
+  """loop.fit (the Python API's trainer) resumes only the members its checkpoint holds."""
+  _fit(tmp_path, "w", [cfg.Hparams(seed=5)], frozen, train_data, max_steps=2)
+  with pytest.raises(ConfigError, match=r"holds a checkpoint of another run .*: hparams.noise_std\)"):
+    _fit(tmp_path, "w", [cfg.Hparams(seed=5, noise_std=0.05)], frozen, train_data, max_steps=4)
+  assert int(_fit(tmp_path, "w", [cfg.Hparams(seed=5)], frozen, train_data, max_steps=4).step[0]) == 4
 
 
 def test_non_finite_loss_stops_single_run(tmp_path, frozen, train_data):

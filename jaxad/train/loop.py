@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxad import atomic, provenance
+from jaxad import atomic, config as config_lib, provenance
 from jaxad.checkpoint import Checkpointer
 from jaxad.errors import ConfigError, JaxadError
 from jaxad.train.state import TrainState, keep_if_finite
@@ -56,6 +56,27 @@ class SplitData:
 
   def __len__(self) -> int:
     return len(self.label)
+
+
+def hparams_record(hps_M) -> dict:
+  """Stacked Hparams as config.json and checkpoints store them: {field: [one value per member]}."""
+  return {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}
+
+
+def model_record(method, static, hps_M) -> dict:
+  """What a checkpoint records of the members it holds (`jaxad fit` adds its run settings)."""
+  return {"model": method.name, "static": config_lib.to_record(static), "hparams": hparams_record(hps_M)}
+
+
+def settings_differences(stored: dict, want: dict) -> list[str]:
+  """The model settings in which two records differ: the model, or a static/hparams field both hold
+  (a field only one jaxad version has is not compared)."""
+  if stored.get("model") != want["model"]:
+    return ["model"]
+  def same(a, b):  # tuples as the stored lists; NaN equals NaN
+    return json.dumps(a) == json.dumps(b)
+  return [f"{part}.{k}" for part in ("static", "hparams") for k in sorted(set(stored.get(part, {})) & set(want[part]))
+          if not same(stored[part][k], want[part][k])]
 
 
 def member_keys(hps_M) -> jax.Array:
@@ -261,7 +282,8 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       last, smaller batch, which runs as its own call (a second compiled shape).
     ckpt_every: checkpoint cadence in steps (rounded up to a multiple of `chunk`): a checkpoint
       is saved after the call that reaches or crosses each multiple.
-    config_record: JSON-able description of the run stored in checkpoints.
+    config_record: JSON-able description of the run stored in checkpoints (default: `model_record`); a
+      checkpoint in `workdir` whose model settings differ from it is refused, not resumed.
     frozen: optional precomputed (features_fn, frozen_vars).
     cache_budget_bytes: the train features are cached on device when they fit in this budget
       (and the static config allows it); otherwise each step computes them from the images.
@@ -296,11 +318,18 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   states = trainer.init_states(hps_M, example)
   stream = method.step_inputs(static, data_seed) if method.step_inputs is not None else None
 
+  config_record = config_record or model_record(method, static, hps_M)
   ckpt = Checkpointer(workdir)
   start = 0
   latest = ckpt.latest_step()
   if latest is not None:
     states, meta = ckpt.restore(latest, states)
+    stored = meta.get("config") or {}
+    differs = settings_differences(stored, config_record) if "model" in stored else []
+    if differs:
+      ckpt.close()
+      raise ConfigError(f"{workdir} holds a checkpoint of another run (settings that differ from this run's: "
+                        f"{', '.join(differs)}); use another workdir, or delete that folder to start over")
     start = int(meta["step"])
     if start > total:
       ckpt.close()
@@ -315,7 +344,7 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   if stream is not None and getattr(stream, "provenance", None):
     prov["step_inputs"] = stream.provenance
   (workdir / "provenance.json").write_text(json.dumps(prov, indent=2))
-  meta_base = {"config": config_record or {}, "provenance": prov, "data_seed": data_seed, "total_steps": total}
+  meta_base = {"config": config_record, "provenance": prov, "data_seed": data_seed, "total_steps": total}
 
   source = cache if cached else frozen_vars
   if mesh is not None:  # members split over the devices; shared inputs replicated

@@ -143,6 +143,7 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
   from jaxad.checkpoint import Checkpointer
   from jaxad.evaluate import evaluator, report
   from jaxad.run import _member_hparams, write_validation_statistics
+  from jaxad.train.loop import hparams_record
 
   if run.max_steps is not None:
     raise ConfigError("max_steps does not apply with select_on_test; lower meta_epochs or gan_epochs instead")
@@ -158,7 +159,7 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
               "static": config_lib.to_record(static),
               "protocol": {"select_on_test": True, "official_pro": official_pro},
               "selection": selection_label(static.meta_epochs),
-              "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hps_M).items()}}
+              "hparams": hparams_record(hps_M)}
     workdir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(workdir / "config.json", json.dumps(record, indent=2))
     features_fn, frozen_vars = frozen
