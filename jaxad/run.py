@@ -263,7 +263,7 @@ def run(run_cfg: RunConfig, overrides: dict[str, str], hps_list=None, log=print)
   for category in categories:
     done = Path(run_cfg.workdir) / (category or "default")
     if finished(done, run_cfg, method, static, hps_M):
-      log(f"[{category}] finished earlier: its report is read back (`jaxad test` evaluates it again)")
+      log(f"[{category or 'default'}] finished earlier: its report is read back (`jaxad test` evaluates it again)")
       rows += json.loads((done / "report.json").read_text())
     else:
       frozen = frozen or method.make_frozen(static)  # the backbone is loaded once for all categories
