@@ -284,7 +284,8 @@ def test_static_points_tables_and_plots_from_an_experiment_sweep_section(embedde
   args = ["sweep", "--config", str(exp), "--data", str(embedded_root), "--workdir", str(workdir), "--no-progress",
           "--grid", "seed=0:2", "--no-shard"]
   assert main(args) == 0
-  assert "4 members in 2 static point(s)" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert "4 members in 2 static point(s)" in printed and "mean ± std over seeds" in printed
   for group, size in (("p0c0", [32, 32]), ("p1c0", [16, 16])):
     record = json.loads((workdir / group / "brick" / "config.json").read_text())
     assert record["static"]["image_size"] == size and record["hparams"]["seed"] == [0, 1]
@@ -299,6 +300,12 @@ def test_static_points_tables_and_plots_from_an_experiment_sweep_section(embedde
   assert (workdir / "sweep_results.md").read_text().count("\n") == 4 + 2
   best = json.loads((workdir / "sweep_best.json").read_text())
   assert len(best) == 1 and best[0]["image_auroc"] == max(float(r["image_auroc"]) for r in table)
+  seeds = json.loads((workdir / "sweep_seeds.json").read_text())  # per image size: mean ± std over seeds 0, 1
+  assert [(r["image_size"], r["noise_std"], r["seeds"]) for r in seeds] == [("32,32", 0.5, 2), ("16,16", 0.5, 2)]
+  for r in seeds:
+    pair = [float(t["aupro"]) for t in table if t["image_size"] == r["image_size"]]
+    assert r["aupro"] == pytest.approx(np.mean(pair), abs=1e-6)
+    assert r["aupro_std"] == pytest.approx(np.std(pair, ddof=1), abs=1e-6)
   plots = sorted(p.name for p in (workdir / "plots").glob("*.png"))
   assert plots == ["image_size.png", "seed.png"]  # every metric against each field with several values
   with Image.open(workdir / "plots" / "image_size.png") as im:

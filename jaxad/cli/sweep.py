@@ -9,8 +9,8 @@ frozen backbone features are computed once per batch and shared. `Static` fields
 backbone, head widths, epochs…) make one program per value ("static point"). Each point's
 members are trained in chunks of the largest M that fits the device, each chunk's M axis split
 over the local devices. Writes sweep_results.{csv,md,json} (every member's hyperparameters and
-metrics), sweep_best.* (best member per category by --select, a test-split metric) and
-plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
+metrics), sweep_best.* (best member per category by --select, a test-split metric),
+sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds) and plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
 Running the same command again resumes an interrupted sweep.
 """
 
@@ -85,12 +85,15 @@ def main(args) -> int:
   rows = run_sweep(run, overrides, grid, options)
   if rows is None:  # other processes still train; the last to finish writes the tables
     return 0
-  from jaxad.sweep.outputs import best_per_category
+  from jaxad.sweep.outputs import best_per_category, over_seeds, seeds_markdown
   best = best_per_category(rows, options.select)
   if not best:
     print(f"jaxad sweep: no alive member has a finite {options.select} (not a metric of this dataset, or every "
           "member diverged): sweep_best is empty", file=sys.stderr)
   print(markdown_table(best))
+  seeds = over_seeds(rows, list(grid))
+  if seeds:
+    print(f"\nmean ± std over seeds (sample std, n − 1):\n{seeds_markdown(seeds)}")
   print(f"\n{len(rows)} rows in {run.workdir}/sweep_results.{{csv,md,json}}; best per category: sweep_best.*; "
-        f"plots: {run.workdir}/plots/")
+        + ("over seeds: sweep_seeds.*; " if seeds else "") + f"plots: {run.workdir}/plots/")
   return 0

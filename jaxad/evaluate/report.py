@@ -25,7 +25,7 @@ def _columns(rows: list[dict]) -> list[str]:
     for k in row:
       if k not in keys:
         keys.append(k)
-  metric_keys = [k for k in METRIC_ORDER if k in keys]
+  metric_keys = [c for k in METRIC_ORDER if k in keys for c in (k, f"{k}_std") if c in keys]  # a spread beside its mean
   return [k for k in keys if k not in metric_keys] + metric_keys
 
 
@@ -64,7 +64,9 @@ def paper_comparison(summary: list[dict], paper: dict) -> list[dict] | None:
   return rows
 
 
-def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report") -> dict[str, Path]:
+def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report", markdown: str | None = None
+                 ) -> dict[str, Path]:
+  """`<stem>.{csv,md,json}` of `rows`; `markdown` replaces the default Markdown table."""
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "md": out / f"{stem}.md"}
@@ -73,7 +75,7 @@ def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report") ->
   writer.writeheader()
   writer.writerows(rows)
   atomic.write_text(paths["csv"], text.getvalue())
-  atomic.write_text(paths["md"], markdown_table(rows) + "\n")
+  atomic.write_text(paths["md"], (markdown_table(rows) if markdown is None else markdown) + "\n")
   atomic.write_text(paths["json"], json.dumps(rows, indent=2))  # last: a run's report.json marks it finished
   return paths
 

@@ -1,10 +1,11 @@
-"""Sweep outputs: one table of every member × category, the best member per category, metric plots.
+"""Sweep outputs: one table of every member × category, the best member per category, metric plots,
+and, when seeds are swept, each setting's mean and spread over its seeds.
 
 Files in the sweep's workdir: `sweep_results.{json,csv,md}` (hyperparameters, group, `alive`,
-metrics), `sweep_best.{json,csv,md}` and `plots/<field>.png` (every metric against that swept
-field). The best member is chosen by a test-split metric: it is a tuning report, not an
-unbiased estimate of the chosen setting (the validation split holds normal images only, so it
-cannot rank members by AUROC).
+metrics), `sweep_best.{json,csv,md}`, `sweep_seeds.{json,csv,md}` (only with two or more seeds) and
+`plots/<field>.png` (every metric against that swept field). The best member is chosen by a
+test-split metric: it is a tuning report, not an unbiased estimate of the chosen setting (the
+validation split holds normal images only, so it cannot rank members by AUROC).
 """
 
 from __future__ import annotations
@@ -33,11 +34,81 @@ def best_per_category(rows: list[dict], metric: str) -> list[dict]:
   return [{"selected_by": metric, **best[c]} for c in dict.fromkeys(r["category"] for r in rows) if c in best]
 
 
+def over_seeds(rows: list[dict], fields: list[str]) -> list[dict]:
+  """Each setting's metrics as mean and sample standard deviation (n − 1) over its seeds; [] unless
+  `seed` is among `fields` with two or more values.
+
+  A setting is one combination of the other swept fields. Per setting there is a row per category
+  and, with several categories, a `mean` row: each seed's mean over the categories, then the mean
+  and spread of those over the seeds (the way papers report "mean over categories ± std over
+  seeds"). Rows count the setting's `seeds` and how many of them `diverged`; metrics average the
+  alive members' finite values (a seed without one leaves that metric's `mean` row out), and a
+  spread needs two such values.
+  """
+  if "seed" not in fields or len({r["seed"] for r in rows}) < 2:
+    return []
+  setting_fields = [f for f in fields if f != "seed"]
+  categories = list(dict.fromkeys(r["category"] for r in rows))
+  settings: dict[tuple, list[dict]] = {}
+  for row in rows:
+    settings.setdefault(tuple(row[f] for f in setting_fields), []).append(row)
+  metrics = [m for m in report.METRIC_ORDER if any(isinstance(r.get(m), float) for r in rows)]
+
+  def value(row, metric):
+    v = row.get(metric)
+    return v if row.get("alive", True) and isinstance(v, float) and math.isfinite(v) else None
+
+  def summary(label: dict, per_seed: dict[str, list[float]], seeds: int, diverged: int) -> dict:
+    out = {**label, "seeds": seeds, "diverged": diverged}
+    for metric in metrics:
+      values = per_seed[metric]
+      if values:
+        out[metric] = float(np.mean(values))
+        if len(values) > 1:
+          out[f"{metric}_std"] = float(np.std(values, ddof=1))
+    return out
+
+  table = []
+  for key, members in settings.items():
+    setting = dict(zip(setting_fields, key))
+    by_category = {c: [r for r in members if r["category"] == c] for c in categories}
+    for c, sel in by_category.items():
+      per_seed = {m: [v for r in sel if (v := value(r, m)) is not None] for m in metrics}
+      table.append(summary({**setting, "category": c}, per_seed, len(sel),
+                           sum(not r.get("alive", True) for r in sel)))
+    if len(categories) > 1:
+      seeds = sorted({r["seed"] for r in members})
+      per_seed = {}
+      for m in metrics:
+        cells = [[value(r, m) for r in members if r["seed"] == s] for s in seeds]
+        per_seed[m] = [float(np.mean(c)) for c in cells if len(c) == len(categories) and None not in c]
+      table.append(summary({**setting, "category": "mean"}, per_seed, len(seeds),
+                           len({r["seed"] for r in members if not r.get("alive", True)})))
+  return table
+
+
+def seeds_markdown(table: list[dict]) -> str:
+  """`over_seeds` rows as a Markdown table with "mean ± std" cells."""
+  spreads = {f"{m}_std" for m in report.METRIC_ORDER}
+  cells = []
+  for row in table:
+    cell = {k: v for k, v in row.items() if k not in spreads and k not in report.METRIC_ORDER}
+    for metric in (m for m in report.METRIC_ORDER if m in row):
+      std = row.get(f"{metric}_std")
+      cell[metric] = f"{row[metric]:.4f}" + ("" if std is None else f" ± {std:.4f}")
+    cells.append(cell)
+  return report.markdown_table(cells)
+
+
 def write(rows: list[dict], fields: list[str], out_dir: str | Path, select: str) -> dict[str, list[Path]]:
-  """Writes the results table, the best-per-category table and the plots; returns the paths."""
+  """Writes the results table, the best-per-category table, the over-seeds table (when seeds are
+  swept) and the plots; returns the paths."""
   out = Path(out_dir)
   paths = {"results": list(report.write_tables(rows, out, stem="sweep_results").values())}
   paths["best"] = list(report.write_tables(best_per_category(rows, select), out, stem="sweep_best").values())
+  seeds = over_seeds(rows, fields)
+  if seeds:
+    paths["seeds"] = list(report.write_tables(seeds, out, stem="sweep_seeds", markdown=seeds_markdown(seeds)).values())
   paths["plots"] = plot_metrics(rows, fields, out / "plots")
   return paths
 

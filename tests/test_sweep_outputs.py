@@ -1,0 +1,69 @@
+"""Sweep tables (jaxad.sweep.outputs): each setting's mean ± std over its seeds, on hand-made rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxad.sweep import outputs
+
+
+def _rows():
+  """σ ∈ {0.5, 1.0} × seed ∈ {0, 1, 2} × two categories; σ = 1.0, seed 2 diverged on `b`."""
+  rows, rng = [], np.random.default_rng(0)
+  for category in ("a", "b"):
+    for member, (sigma, seed) in enumerate((s, t) for s in (0.5, 1.0) for t in range(3)):
+      dead = category == "b" and sigma == 1.0 and seed == 2
+      rows.append({"category": category, "member": member, "noise_std": sigma, "seed": seed, "group": "p0c0",
+                   "alive": not dead, "image_auroc": float(rng.random()), "aupro": float(rng.random())})
+  return rows
+
+
+def test_means_and_sample_stds_over_seeds_per_setting_and_category():
+  rows = _rows()
+  table = outputs.over_seeds(rows, ["noise_std", "seed"])
+  assert [(r["noise_std"], r["category"]) for r in table] == [(0.5, "a"), (0.5, "b"), (0.5, "mean"),
+                                                               (1.0, "a"), (1.0, "b"), (1.0, "mean")]
+  assert all("seed" not in r for r in table)
+  values = lambda cat, sigma, metric, alive=True: [r[metric] for r in rows if r["category"] == cat
+                                                   and r["noise_std"] == sigma and (r["alive"] or not alive)]
+  a05 = table[0]
+  assert a05["seeds"] == 3 and a05["diverged"] == 0
+  assert a05["image_auroc"] == pytest.approx(np.mean(values("a", 0.5, "image_auroc")))
+  assert a05["image_auroc_std"] == pytest.approx(np.std(values("a", 0.5, "image_auroc"), ddof=1))
+  # the diverged member is counted and left out of the mean
+  b10 = table[4]
+  assert b10["seeds"] == 3 and b10["diverged"] == 1
+  assert b10["aupro"] == pytest.approx(np.mean(values("b", 1.0, "aupro")))
+  # mean row: each seed's mean over the categories, then mean ± std over the seeds
+  per_seed = [np.mean([r["aupro"] for r in rows if r["noise_std"] == 0.5 and r["seed"] == s]) for s in range(3)]
+  assert table[2]["aupro"] == pytest.approx(np.mean(per_seed))
+  assert table[2]["aupro_std"] == pytest.approx(np.std(per_seed, ddof=1))
+  # σ = 1.0: seed 2 has no value on `b`, so its mean row rests on seeds 0 and 1
+  per_seed = [np.mean([r["aupro"] for r in rows if r["noise_std"] == 1.0 and r["seed"] == s]) for s in range(2)]
+  assert table[5]["aupro"] == pytest.approx(np.mean(per_seed)) and table[5]["diverged"] == 1
+
+
+def test_no_seed_table_without_two_seeds(tmp_path):
+  rows = [r for r in _rows() if r["seed"] == 0]
+  assert outputs.over_seeds(rows, ["noise_std", "seed"]) == []
+  assert outputs.over_seeds(_rows(), ["noise_std"]) == []
+  outputs.write(rows, ["noise_std", "seed"], tmp_path, "image_auroc")
+  assert not list(tmp_path.glob("sweep_seeds.*"))
+
+
+def test_seed_tables_are_written_with_mean_and_std_side_by_side(tmp_path):
+  rows = [r for r in _rows() if r["category"] == "a"]  # one category: no mean row
+  paths = outputs.write(rows, ["noise_std", "seed"], tmp_path, "image_auroc")
+  assert sorted(p.name for p in paths["seeds"]) == ["sweep_seeds.csv", "sweep_seeds.json", "sweep_seeds.md"]
+  table = json.loads((tmp_path / "sweep_seeds.json").read_text())
+  assert [r["category"] for r in table] == ["a", "a"]
+  header = (tmp_path / "sweep_seeds.csv").read_text().splitlines()[0].split(",")
+  assert header == ["noise_std", "category", "seeds", "diverged", "image_auroc", "image_auroc_std", "aupro",
+                    "aupro_std"]
+  md = (tmp_path / "sweep_seeds.md").read_text().splitlines()
+  assert md[0] == "| noise_std | category | seeds | diverged | image_auroc | aupro |"
+  first = table[0]
+  assert f"| {first['image_auroc']:.4f} ± {first['image_auroc_std']:.4f} |" in md[2]
