@@ -10,7 +10,8 @@ backbone, head widths, epochs…) make one program per value ("static point"). E
 members are trained in chunks of the largest M that fits the device, each chunk's M axis split
 over the local devices. Writes sweep_results.{csv,md,json} (every member's hyperparameters and
 metrics), sweep_best.* (best member per category by --select, a test-split metric),
-sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds) and plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
+sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds) and plots/*.png;
+`jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
 Running the same command again resumes an interrupted sweep.
 """
 

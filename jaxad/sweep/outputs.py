@@ -41,9 +41,9 @@ def over_seeds(rows: list[dict], fields: list[str]) -> list[dict]:
   A setting is one combination of the other swept fields. Per setting there is a row per category
   and, with several categories, a `mean` row: each seed's mean over the categories, then the mean
   and spread of those over the seeds (the way papers report "mean over categories ± std over
-  seeds"). Rows count the setting's `seeds` and how many of them `diverged`; metrics average the
-  alive members' finite values (a seed without one leaves that metric's `mean` row out), and a
-  spread needs two such values.
+  seeds"). Rows count the setting's `seeds` and how many of them `diverged` (a `mean` row: in any
+  category); metrics average the alive members' finite values (a seed without one leaves that
+  metric's `mean` row out), and a spread needs two such values.
   """
   if "seed" not in fields or len({r["seed"] for r in rows}) < 2:
     return []
