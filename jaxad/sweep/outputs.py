@@ -118,6 +118,7 @@ def plot_metrics(rows: list[dict], fields: list[str], out_dir: str | Path) -> li
   every member's value (one colour per category) and the category's mean over the other fields."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
+  from matplotlib.ticker import MaxNLocator
 
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,8 @@ def plot_metrics(rows: list[dict], fields: list[str], out_dir: str | Path) -> li
         ax.set_xscale("log")
       if not numeric:
         ax.set_xticks(range(len(order)), [str(v) for v in order])
+      elif all(isinstance(v, int) for v in order):  # seeds, epochs: no 0.25 ticks
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
       ax.set_title(metric, fontsize=9)
       ax.set_xlabel(field, fontsize=8)
       ax.tick_params(labelsize=7)
