@@ -46,6 +46,19 @@ def test_means_and_sample_stds_over_seeds_per_setting_and_category():
   assert table[5]["aupro"] == pytest.approx(np.mean(per_seed)) and table[5]["diverged"] == 1
 
 
+def test_best_setting_is_chosen_by_its_mean_over_seeds_not_by_one_lucky_seed():
+  rows = _rows()
+  for r in rows:  # σ 0.5 is better on average; σ 1.0 has the single best seed in every category
+    r["image_auroc"] = {(0.5, 0): 0.90, (0.5, 1): 0.91, (0.5, 2): 0.92,
+                        (1.0, 0): 0.99, (1.0, 1): 0.70, (1.0, 2): 0.71}[r["noise_std"], r["seed"]]
+  assert {r["noise_std"] for r in outputs.best_per_category(rows, "image_auroc")} == {1.0}
+  table = outputs.over_seeds(rows, ["noise_std", "seed"], "image_auroc")
+  assert [(r["noise_std"], r["category"]) for r in table if r["best"]] == [(0.5, "a"), (0.5, "b"), (0.5, "mean")]
+  # one setting: nothing to choose, no column
+  assert all("best" not in r for r in outputs.over_seeds([r for r in rows if r["noise_std"] == 0.5],
+                                                         ["noise_std", "seed"], "image_auroc"))
+
+
 def test_no_seed_table_without_two_seeds(tmp_path):
   rows = [r for r in _rows() if r["seed"] == 0]
   assert outputs.over_seeds(rows, ["noise_std", "seed"]) == []
@@ -61,9 +74,10 @@ def test_seed_tables_are_written_with_mean_and_std_side_by_side(tmp_path):
   table = json.loads((tmp_path / "sweep_seeds.json").read_text())
   assert [r["category"] for r in table] == ["a", "a"]
   header = (tmp_path / "sweep_seeds.csv").read_text().splitlines()[0].split(",")
-  assert header == ["noise_std", "category", "seeds", "diverged", "image_auroc", "image_auroc_std", "aupro",
-                    "aupro_std"]
+  assert header == ["noise_std", "category", "seeds", "diverged", "best", "image_auroc", "image_auroc_std",
+                    "aupro", "aupro_std"]
   md = (tmp_path / "sweep_seeds.md").read_text().splitlines()
-  assert md[0] == "| noise_std | category | seeds | diverged | image_auroc | aupro |"
+  assert md[0] == "| noise_std | category | seeds | diverged | best | image_auroc | aupro |"
+  assert sum(r["best"] for r in table) == 1  # by the mean of write's `select`, image_auroc
   first = table[0]
   assert f"| {first['image_auroc']:.4f} ± {first['image_auroc_std']:.4f} |" in md[2]

@@ -92,7 +92,7 @@ def main(args) -> int:
     print(f"jaxad sweep: no alive member has a finite {options.select} (not a metric of this dataset, or every "
           "member diverged): sweep_best is empty", file=sys.stderr)
   print(markdown_table(best))
-  seeds = over_seeds(rows, list(grid))
+  seeds = over_seeds(rows, list(grid), options.select)
   if seeds:
     print(f"\nmean ± std over seeds (sample std, n − 1):\n{seeds_markdown(seeds)}")
   print(f"\n{len(rows)} rows in {run.workdir}/sweep_results.{{csv,md,json}}; best per category: sweep_best.*; "

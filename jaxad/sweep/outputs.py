@@ -34,7 +34,7 @@ def best_per_category(rows: list[dict], metric: str) -> list[dict]:
   return [{"selected_by": metric, **best[c]} for c in dict.fromkeys(r["category"] for r in rows) if c in best]
 
 
-def over_seeds(rows: list[dict], fields: list[str]) -> list[dict]:
+def over_seeds(rows: list[dict], fields: list[str], select: str | None = None) -> list[dict]:
   """Each setting's metrics as mean and sample standard deviation (n − 1) over its seeds; [] unless
   `seed` is among `fields` with two or more values.
 
@@ -43,7 +43,9 @@ def over_seeds(rows: list[dict], fields: list[str]) -> list[dict]:
   and spread of those over the seeds (the way papers report "mean over categories ± std over
   seeds"). Rows count the setting's `seeds` and how many of them `diverged` (a `mean` row: in any
   category); metrics average the alive members' finite values (a seed without one leaves that
-  metric's `mean` row out), and a spread needs two such values.
+  metric's `mean` row out), and a spread needs two such values. With `select` and two or more
+  settings, `best` marks each category's setting with the highest mean `select` over its seeds
+  (a choice that, unlike `best_per_category`, does not reward a lucky seed).
   """
   if "seed" not in fields or len({r["seed"] for r in rows}) < 2:
     return []
@@ -84,6 +86,12 @@ def over_seeds(rows: list[dict], fields: list[str]) -> list[dict]:
         per_seed[m] = [float(np.mean(c)) for c in cells if len(c) == len(categories) and None not in c]
       table.append(summary({**setting, "category": "mean"}, per_seed, len(seeds),
                            len({r["seed"] for r in members if not r.get("alive", True)})))
+  if select and len(settings) > 1:
+    for category in dict.fromkeys(r["category"] for r in table):
+      group = [r for r in table if r["category"] == category]
+      top = max((r for r in group if select in r), key=lambda r: r[select], default=None)
+      for r in group:
+        r["best"] = r is top
   return table
 
 
@@ -106,7 +114,7 @@ def write(rows: list[dict], fields: list[str], out_dir: str | Path, select: str)
   out = Path(out_dir)
   paths = {"results": list(report.write_tables(rows, out, stem="sweep_results").values())}
   paths["best"] = list(report.write_tables(best_per_category(rows, select), out, stem="sweep_best").values())
-  seeds = over_seeds(rows, fields)
+  seeds = over_seeds(rows, fields, select)
   if seeds:
     paths["seeds"] = list(report.write_tables(seeds, out, stem="sweep_seeds", markdown=seeds_markdown(seeds)).values())
   paths["plots"] = plot_metrics(rows, fields, out / "plots")
