@@ -10,8 +10,8 @@ backbone, head widths, epochs…) make one program per value ("static point"). E
 members are trained in chunks of the largest M that fits the device, each chunk's M axis split
 over the local devices. Writes sweep_results.{csv,md,json} (every member's hyperparameters and
 metrics), sweep_best.* (best member per category by --select, a test-split metric),
-sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds) and plots/*.png;
-`jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
+sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds, the best by its mean)
+and plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
 Running the same command again resumes an interrupted sweep.
 """
 
@@ -37,7 +37,8 @@ def register(subparsers) -> None:
                  help="memory per device for the chunk size (default: the device's free memory; the CPU backend "
                       "reports none, so without this flag a CPU sweep is one chunk)")
   p.add_argument("--no-shard", action="store_true", help="keep each chunk on one device")
-  p.add_argument("--select", default=None, help="metric that picks the best member per category (image_auroc)")
+  p.add_argument("--select", default=None, help="metric that picks the best member per category and, with seeds "
+                 "swept, the best setting by its mean over seeds (image_auroc)")
   p.add_argument("--distributed", action="store_true",
                  help="one of several processes (hosts) sharing the sweep's chunks through a --workdir on a shared "
                       "filesystem; this process's number and the count from SLURM, Open MPI or MPICH (see README)")
