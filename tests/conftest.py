@@ -19,6 +19,23 @@ def rng():
   return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="session")
+def load_benchmark():
+  """Imports `benchmarks/<name>.py` as a module (benchmarks/ is not a package)."""
+  import importlib.util
+  import sys
+  from pathlib import Path
+
+  def load(name: str):
+    if name not in sys.modules:
+      spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "benchmarks" / f"{name}.py")
+      module = importlib.util.module_from_spec(spec)
+      sys.modules[name] = module  # dataclasses look their module up while the class is built
+      spec.loader.exec_module(module)
+    return sys.modules[name]
+  return load
+
+
 # `./scripts/test.sh` installs the test and parity extras and sets JAXAD_REQUIRE_PARITY=1: a test
 # skipped because one of their packages (torch, anomalib, sklearn, ...) cannot be imported then fails
 # the run instead of passing it quietly (an import broken by a dependency update would otherwise

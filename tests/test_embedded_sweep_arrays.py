@@ -1,23 +1,14 @@
 """benchmarks/supersimplenet_embedded_sweep.py --write-arrays: the .npz read on machines without the data
 pipeline gives the same splits as the pipeline, up to uint8 rounding of the images."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "supersimplenet_embedded_sweep.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-  spec = importlib.util.spec_from_file_location("supersimplenet_embedded_sweep", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+def bench(load_benchmark):
+  return load_benchmark("supersimplenet_embedded_sweep")
 
 
 def test_written_arrays_equal_the_pipeline(bench, tmp_path, monkeypatch):

@@ -5,25 +5,16 @@ Running the script itself, even with --quick, compiles WideResNet-50-2 and Effic
 (minutes on 2 CPU cores), so it is not run here; its CPU smoke output is in benchmarks/results/.
 """
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "inference_vs_torch.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-  spec = importlib.util.spec_from_file_location("inference_vs_torch", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-  spec.loader.exec_module(module)
-  return module
+def bench(load_benchmark):
+  return load_benchmark("inference_vs_torch")
 
 
 def _row(library, variant, latency, b16, train=None, dtype="float32", model="efficient_ad_s"):

@@ -1,22 +1,14 @@
 """benchmarks/seed_ensemble.py: per-member and mean-score image AUROC from `jaxad predict` folders."""
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "seed_ensemble.py"
-
 
 @pytest.fixture(scope="module")
-def ens():
-  spec = importlib.util.spec_from_file_location("seed_ensemble", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+def ens(load_benchmark):
+  return load_benchmark("seed_ensemble")
 
 
 FILES = ["t/good/0.png", "t/good/1.png", "t/crack/0.png", "t/hole/0.png"]
