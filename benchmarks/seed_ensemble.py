@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxad import metrics
+from jaxad.evaluate import report
 
 SCORE_COLUMNS = ("score", "map_score")
 
@@ -72,12 +73,8 @@ def ensemble_table(folders: list[str | Path]) -> dict:
 
 
 def markdown(table: dict) -> str:
-  kinds = list(next(iter(next(iter(table.values())).values())))
-  lines = ["| scores | member | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
-  for column, per in table.items():
-    for member, values in per.items():
-      lines.append(f"| {column} | {member} | " + " | ".join(f"{values[k]:.3f}" for k in kinds) + " |")
-  return "\n".join(lines)
+  rows = [{"scores": column, "member": member, **values} for column, per in table.items() for member, values in per.items()]
+  return report.markdown_table(rows, digits=3)
 
 
 def main(argv=None) -> None:

@@ -1,7 +1,6 @@
 """benchmarks/supersimplenet_embedded_sweep.py --write-arrays: the .npz read on machines without the data
 pipeline gives the same splits as the pipeline, up to uint8 rounding of the images."""
 
-
 import numpy as np
 import pytest
 
