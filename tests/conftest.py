@@ -20,6 +20,15 @@ def rng():
 
 
 @pytest.fixture(scope="session")
+def train_data():
+  """Eight normal 32 × 32 training images of Gaussian noise, as the training loop takes them."""
+  from jaxad.train.loop import SplitData
+  image = np.random.default_rng(1).normal(size=(8, 32, 32, 3)).astype(np.float32)
+  return SplitData(image=image, mask=np.zeros((8, 32, 32), np.float32), label=np.zeros(8, np.int32),
+                   is_segmented=np.ones(8, bool))
+
+
+@pytest.fixture(scope="session")
 def load_benchmark():
   """Imports `benchmarks/<name>.py` as a module (benchmarks/ is not a package)."""
   import importlib.util

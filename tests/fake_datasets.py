@@ -1,7 +1,10 @@
-"""Tiny fake datasets in published layouts, written by the tests (no downloads)."""
+"""Tiny fake data made by the tests (no downloads): datasets in published layouts, and a frozen
+"backbone" for the engine tests."""
 
 import pickle
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
@@ -74,3 +77,11 @@ def mvtec_loco(root, category="juice_bottle", defects_config=True, n_train=2):
   if defects_config:
     (base / "defects_config.json").write_text(json.dumps(LOCO_DEFECTS))
   return root
+
+
+def tiny_frozen(grid: int):
+  """(features_fn, params) standing in for a frozen backbone: resize to grid × grid, project 3 → 6, tanh."""
+  def features(proj, images):
+    x = jax.image.resize(images, (images.shape[0], grid, grid, 3), "linear")
+    return jnp.tanh(x @ proj)
+  return features, jnp.asarray(np.random.default_rng(0).normal(size=(3, 6)), jnp.float32)

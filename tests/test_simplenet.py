@@ -28,6 +28,8 @@ from jaxad.ops.resize import resize
 from jaxad.train import loop
 from jaxad.train.state import stack_members
 
+from fake_datasets import tiny_frozen
+
 METHOD = get_method("simplenet")
 STATIC = cfg.resolve(cfg.Static(image_size=(32, 32), batch_size=4, meta_epochs=2, gan_epochs=2, dsc_hidden=8))
 # Compiled once per test session: eager op-by-op dispatch is slow on the shared CPU.
@@ -36,22 +38,9 @@ train_step = jax.jit(lambda state, feats, key, hp: METHOD.train_step(STATIC, sta
 forward_train = jax.jit(lambda variables, feats, key: steps.forward_train(STATIC, variables, feats, key, 0.1))
 
 
-def tiny_features(proj, images):
-  x = jax.image.resize(images, (images.shape[0], 8, 8, 3), "linear")
-  return jnp.tanh(x @ proj)
-
-
 @pytest.fixture(scope="module")
 def frozen():
-  return tiny_features, jnp.asarray(np.random.default_rng(0).normal(size=(3, 6)), jnp.float32)
-
-
-@pytest.fixture(scope="module")
-def train_data():
-  rng = np.random.default_rng(1)
-  return loop.SplitData(image=rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
-                        mask=np.zeros((8, 32, 32), np.float32), label=np.zeros(8, np.int32),
-                        is_segmented=np.ones(8, bool))
+  return tiny_frozen(grid=8)
 
 
 @pytest.fixture(scope="module")

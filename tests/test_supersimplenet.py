@@ -18,26 +18,15 @@ from jaxad.ops.perlin import perlin_masks
 from jaxad.train import loop
 from jaxad.train.state import index_member, stack_members
 
+from fake_datasets import tiny_frozen
+
 METHOD = get_method("supersimplenet")
 STATIC = cfg.resolve(cfg.Static(image_size=(32, 32), batch_size=4, epochs=2, seg_hidden=8, cls_hidden=4))
 
 
-def tiny_features(proj, images):
-  x = jax.image.resize(images, (images.shape[0], 16, 16, 3), "linear")
-  return jnp.tanh(x @ proj)
-
-
 @pytest.fixture(scope="module")
 def frozen():
-  return tiny_features, jnp.asarray(np.random.default_rng(0).normal(size=(3, 6)), jnp.float32)
-
-
-@pytest.fixture(scope="module")
-def train_data():
-  rng = np.random.default_rng(1)
-  return loop.SplitData(image=rng.normal(size=(8, 32, 32, 3)).astype(np.float32),
-                        mask=np.zeros((8, 32, 32), np.float32), label=np.zeros(8, np.int32),
-                        is_segmented=np.ones(8, bool))
+  return tiny_frozen(grid=16)
 
 
 def test_perlin_masks_binary_and_half_empty():
