@@ -133,6 +133,7 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   hp_rows = _member_hparams(hps_M)
   rows = [{"category": label, "member": m, **hp_rows[m], **r} for m, r in enumerate(rows)]
   report.save_member_overlays(workdir, test, preds, run.overlays)
+  report.write_image_scores(workdir, test, preds)
   report.write_tables(rows, workdir)  # last: report.json marks the run finished (a sweep's resume skips it)
   return rows
 

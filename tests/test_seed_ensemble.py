@@ -1,8 +1,10 @@
-"""benchmarks/seed_ensemble.py: per-member and mean-score image AUROC from `jaxad predict` folders."""
+"""benchmarks/seed_ensemble.py: per-member and mean-score image AUROC from `jaxad predict` folders and from
+runs' test_scores.csv."""
 
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -46,3 +48,21 @@ def test_folders_over_other_images_or_without_scores_are_named(ens, tmp_path):
   only_good = _write(tmp_path / "good_only", [0, 1], files=["t/good/0.png", "t/good/1.png"])
   with pytest.raises(SystemExit, match="normal .* and anomalous"):
     ens.ensemble_table([only_good])
+
+
+def test_member_slots_of_a_runs_test_scores_file(ens, tmp_path):
+  from jaxad.evaluate import report
+  from jaxad.train.loop import SplitData
+  split = SplitData(image=np.zeros((4, 2, 2, 3), np.float32), mask=np.zeros((4, 2, 2), np.float32),
+                    label=np.array([0, 0, 1, 1], np.int32), is_segmented=np.ones(4, bool), file_name=FILES,
+                    defect_type=["good", "good", "crack", "hole"])
+  score = np.array([[0.0, 0.2, -1.0, 3.0], [0.0, 0.2, 3.0, 0.1], [9.0, 9.0, 0.0, 0.0]])  # slot 2: all wrong
+  path = report.write_image_scores(tmp_path, split, {"score": score, "map_score": score})
+  table = ens.ensemble_table([path], members=[0, 1])  # the same two members as the folders above
+  assert table["score"][f"{path}#0"] == {"all": 0.5, "crack": 0.0, "hole": 1.0}
+  assert table["score"]["mean"] == {"all": 1.0, "crack": 1.0, "hole": 1.0}
+  assert ens.ensemble_table([path])["score"][f"{path}#2"]["all"] == 0.0  # default: every slot
+  with pytest.raises(SystemExit, match="no member slot \\[5\\]"):
+    ens.ensemble_table([path], members=[5])
+  with pytest.raises(SystemExit, match="nothing.csv: not a readable test_scores.csv"):
+    ens.ensemble_table([tmp_path / "nothing.csv"])

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxad import models
+from jaxad import metrics, models
 from jaxad.cli import main
 from jaxad.errors import ConfigError
+from jaxad.evaluate import report
 from jaxad.models.method import Method
 from jaxad.run import RunConfig, load_trained
 from jaxad.sweep import memory, plan as plan_lib
@@ -306,6 +307,13 @@ def test_static_points_tables_and_plots_from_an_experiment_sweep_section(embedde
     pair = [float(t["aupro"]) for t in table if t["image_size"] == r["image_size"]]
     assert r["aupro"] == pytest.approx(np.mean(pair), abs=1e-6)
     assert r["aupro_std"] == pytest.approx(np.std(pair, ddof=1), abs=1e-6)
+  for r, group in zip(seeds, ("p0c0", "p1c0")):  # each image size's two seeds scored as one ensemble
+    scores = report.read_image_scores(workdir / group / "brick" / "test_scores.csv")
+    assert sorted(scores) == [0, 1] and len(scores[0]["label"]) == 4 + 2 * 3  # 4 good, 2 per defect type
+    member_auroc = [metrics.image_auroc(scores[m]["score"], scores[m]["label"]) for m in (0, 1)]
+    assert member_auroc == pytest.approx([float(t["image_auroc"]) for t in table if t["image_size"] == r["image_size"]])
+    assert r["ensemble_image_auroc"] == metrics.image_auroc((scores[0]["score"] + scores[1]["score"]) / 2,
+                                                            scores[0]["label"])
   plots = sorted(p.name for p in (workdir / "plots").glob("*.png"))
   assert plots == ["image_size.png", "seed.png"]  # every metric against each field with several values
   with Image.open(workdir / "plots" / "image_size.png") as im:
@@ -360,6 +368,10 @@ def test_extracted_member_tests_and_predicts_like_the_sweep(embedded_root, tmp_p
   want = next(r for r in rows if r["member"] == member)
   for k in ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max"):
     assert tested[0][k] == pytest.approx(want[k], abs=1e-6), k
+  tested_scores = report.read_image_scores(out / "brick" / "test_scores.csv")[0]
+  swept_scores = report.read_image_scores(workdir / "p0c1" / "brick" / "test_scores.csv")[1]
+  assert list(tested_scores["file"]) == list(swept_scores["file"])
+  np.testing.assert_allclose(tested_scores["score"], swept_scores["score"], rtol=1e-5, atol=1e-6)
   images = sorted((Path(embedded_root) / "brick" / "test").rglob("*.png"))[:2]
   assert main(["predict", "--workdir", str(out), "--out", str(tmp_path / "pred"), *map(str, images)]) == 0
   assert len(json.loads((tmp_path / "pred" / "scores.json").read_text())) == 2

@@ -81,3 +81,33 @@ def test_seed_tables_are_written_with_mean_and_std_side_by_side(tmp_path):
   assert sum(r["best"] for r in table) == 1  # by the mean of write's `select`, image_auroc
   first = table[0]
   assert f"| {first['image_auroc']:.4f} ± {first['image_auroc_std']:.4f} |" in md[2]
+
+
+def test_seed_ensemble_scores_the_mean_of_each_settings_seeds(tmp_path):
+  """Each seed misranks a different anomalous image; their mean ranks every image right."""
+  rows = _rows()
+  label = np.array([0, 0, 0, 1, 1, 1])
+  good = np.array([0.1, 0.2, 0.3, 0.8, 0.9, 1.0])
+  scores = {}
+  for r in rows:
+    score = good.copy()
+    if r["seed"] < 2:
+      score[3 + r["seed"]] = 0.25  # below two normal images: this seed alone has AUROC 7/9
+    scores[r["category"], r["member"]] = {"label": label, "score": score, "map_score": good * (1 + r["seed"])}
+  scores["b", 5]["score"][:] = np.nan  # σ = 1.0, seed 2 on `b`: the diverged member
+  table = outputs.over_seeds(rows, ["noise_std", "seed"], scores=scores)
+  by = {(r["noise_std"], r["category"]): r for r in table}
+  assert by[0.5, "a"]["ensemble_image_auroc"] == 1.0 and by[0.5, "a"]["ensemble_image_auroc_map_max"] == 1.0
+  # σ = 1.0 on `b` without the diverged seed 2: the mean of seeds 0 and 1 still places images 3 and 4
+  # above every normal one ((0.25 + 0.8) / 2 > 0.3)
+  assert by[1.0, "b"]["ensemble_image_auroc"] == 1.0
+  scores["b", 3]["score"][3] = -1.0  # seed 0 now drags image 3 to (−1 + 0.8) / 2, below all three normal ones
+  assert outputs.over_seeds(rows, ["noise_std", "seed"], scores=scores)[4]["ensemble_image_auroc"] == pytest.approx(6 / 9)
+  assert by[0.5, "mean"]["ensemble_image_auroc"] == 1.0
+  # a member without scores (a chunk evaluated before test_scores.csv existed) leaves too few seeds out
+  only_one = {k: v for k, v in scores.items() if k[1] in (0, 3)}
+  assert all("ensemble_image_auroc" not in r for r in outputs.over_seeds(rows, ["noise_std", "seed"],
+                                                                           scores=only_one))
+  outputs.write(rows, ["noise_std", "seed"], tmp_path, "image_auroc", scores)
+  md = (tmp_path / "sweep_seeds.md").read_text().splitlines()
+  assert md[0].endswith("| aupro | ensemble_image_auroc | ensemble_image_auroc_map_max |")

@@ -18,7 +18,9 @@ Running the same command again resumes an interrupted sweep.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -87,13 +89,14 @@ def main(args) -> int:
   rows = run_sweep(run, overrides, grid, options)
   if rows is None:  # other processes still train; the last to finish writes the tables
     return 0
-  from jaxad.sweep.outputs import best_per_category, over_seeds, seeds_markdown
+  from jaxad.sweep.outputs import best_per_category, seeds_markdown
   best = best_per_category(rows, options.select)
   if not best:
     print(f"jaxad sweep: no alive member has a finite {options.select} (not a metric of this dataset, or every "
           "member diverged): sweep_best is empty", file=sys.stderr)
   print(markdown_table(best))
-  seeds = over_seeds(rows, list(grid), options.select)
+  seeds_file = Path(run.workdir) / "sweep_seeds.json"  # written by this sweep when it swept ≥ 2 seeds
+  seeds = json.loads(seeds_file.read_text()) if "seed" in grid and seeds_file.exists() else []
   if seeds:
     print(f"\nmean ± std over seeds (sample std, n − 1):\n{seeds_markdown(seeds)}")
   print(f"\n{len(rows)} rows in {run.workdir}/sweep_results.{{csv,md,json}}; best per category: sweep_best.*; "

@@ -53,10 +53,11 @@ def main(args) -> int:
     other_name = "" if same_data else Path(args.data).expanduser().resolve().name
     on_other = f"_on_{re.sub(r'[^A-Za-z0-9.-]+', '_', other_name)}" if other_name else ""
     suffix = on_other + ("" if args.dtype == "float32" else f"_{args.dtype}")
+    report.write_image_scores(d, test, preds, stem=f"test_scores{suffix}")
     report.write_tables(cat_rows, d, stem=f"test_report{suffix}")
     overlays = record["run"].get("overlays", 12) if args.overlays is None else args.overlays
     report.save_member_overlays(d, test, preds, overlays, folder=f"test_overlays{suffix}")
-    print(f"{d}: test_report{suffix}.{{json,csv,md}}" + (f", test_overlays{suffix}/" if overlays > 0 else ""))
+    print(f"{d}: test_report{suffix}.{{json,csv,md}}, test_scores{suffix}.csv" + (f", test_overlays{suffix}/" if overlays > 0 else ""))
     rows += cat_rows
   one_member = len({r["member"] for r in rows}) == 1  # a mean over the categories, never over members
   print(report.markdown_table(report.with_mean(rows) if one_member else rows))

@@ -1,4 +1,4 @@
-"""Result tables (JSON, CSV, Markdown) and heatmap overlay pictures."""
+"""Result tables (JSON, CSV, Markdown), per-image score files and heatmap overlay pictures."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ METRIC_ORDER = ("image_auroc", "image_ap", "image_f1_max", "image_auroc_official
                 "image_auroc_map_max", "pixel_auroc", "pixel_ap",
                 "pixel_f1_max", "aupro", "image_auroc_logical", "image_auroc_structural", "image_auroc_loco",
                 "au_spro_logical", "au_spro_structural", "au_spro")
+ENSEMBLE_METRICS = ("ensemble_image_auroc", "ensemble_image_auroc_map_max")  # sweep_seeds: AUROC of the seeds' mean
+IMAGE_SCORE_COLUMNS = ("member", "file", "defect_type", "label", "score", "map_score")  # write_image_scores
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -25,7 +27,8 @@ def _columns(rows: list[dict]) -> list[str]:
     for k in row:
       if k not in keys:
         keys.append(k)
-  metric_keys = [c for k in METRIC_ORDER if k in keys for c in (k, f"{k}_std") if c in keys]  # a spread beside its mean
+  metric_keys = [c for k in METRIC_ORDER + ENSEMBLE_METRICS if k in keys for c in (k, f"{k}_std")
+                 if c in keys]  # metrics last, a spread beside its mean
   return [k for k in keys if k not in metric_keys] + metric_keys
 
 
@@ -78,6 +81,34 @@ def write_tables(rows: list[dict], out_dir: str | Path, stem: str = "report", ma
   atomic.write_text(paths["md"], (markdown_table(rows) if markdown is None else markdown) + "\n")
   atomic.write_text(paths["json"], json.dumps(rows, indent=2))  # last: a run's report.json marks it finished
   return paths
+
+
+def write_image_scores(out_dir: str | Path, split, preds: dict, stem: str = "test_scores") -> Path:
+  """`<stem>.csv`: every member's image score and map maximum on each image of `split`, with the image's
+  file, defect type and label; one row per member × image (for per-image analysis and seed ensembles)."""
+  n = len(split.label)
+  files = split.file_name or [str(i) for i in range(n)]
+  kinds = split.defect_type or [""] * n
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow(IMAGE_SCORE_COLUMNS)
+  for m, (score_N, map_score_N) in enumerate(zip(np.asarray(preds["score"]), np.asarray(preds["map_score"]))):
+    writer.writerows((m, files[i], kinds[i], int(split.label[i]), float(score_N[i]), float(map_score_N[i]))
+                     for i in range(n))
+  return atomic.write_text(Path(out_dir) / f"{stem}.csv", text.getvalue())
+
+
+def read_image_scores(path: str | Path) -> dict[int, dict[str, np.ndarray]]:
+  """`write_image_scores`' file as {member: {"file", "defect_type", "label", "score", "map_score": arrays}}."""
+  with Path(path).open(newline="") as f:
+    rows = list(csv.DictReader(f))
+  out: dict[int, dict[str, list]] = {}
+  for row in rows:
+    cols = out.setdefault(int(row["member"]), {c: [] for c in IMAGE_SCORE_COLUMNS[1:]})
+    for c in IMAGE_SCORE_COLUMNS[1:]:
+      cols[c].append(row[c])
+  types = {"file": str, "defect_type": str, "label": np.int32, "score": np.float64, "map_score": np.float64}
+  return {m: {c: np.asarray(v, dtype=types[c]) for c, v in cols.items()} for m, cols in out.items()}
 
 
 def denormalize(image_HxWx3: np.ndarray) -> np.ndarray:

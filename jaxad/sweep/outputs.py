@@ -1,5 +1,5 @@
 """Sweep outputs: one table of every member × category, the best member per category, metric plots,
-and, when seeds are swept, each setting's mean and spread over its seeds.
+and, when seeds are swept, each setting's mean and spread over its seeds and its seeds' ensemble.
 
 Files in the sweep's workdir: `sweep_results.{json,csv,md}` (hyperparameters, group, `alive`,
 metrics), `sweep_best.{json,csv,md}`, `sweep_seeds.{json,csv,md}` (only with two or more seeds) and
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxad import atomic
+from jaxad import atomic, metrics as metrics_lib
 from jaxad.evaluate import report
 
+ENSEMBLE_SCORES = dict(zip(report.ENSEMBLE_METRICS, ("score", "map_score")))  # metric → image score it averages
 PLOT_METRICS = ("image_auroc", "image_auroc_map_max", "image_f1_max", "pixel_auroc", "pixel_f1_max", "aupro")
 
 
@@ -34,7 +35,20 @@ def best_per_category(rows: list[dict], metric: str) -> list[dict]:
   return [{"selected_by": metric, **best[c]} for c in dict.fromkeys(r["category"] for r in rows) if c in best]
 
 
-def over_seeds(rows: list[dict], fields: list[str], select: str | None = None) -> list[dict]:
+def seed_ensemble(members: list[dict], category: str, scores: dict) -> dict[str, float]:
+  """Image AUROC of the mean over `members` (one setting's seeds) of their test image scores and of
+  their map maxima: the seeds used as one ensemble (M× the inference cost; no test labels used to
+  combine). {} unless two or more alive members have finite scores and the test split has both classes."""
+  got = [s for r in members if r.get("alive", True) and (s := scores.get((category, r["member"]))) is not None
+         and all(np.isfinite(s[c]).all() for c in ENSEMBLE_SCORES.values())]
+  if len(got) < 2 or len(set(got[0]["label"].tolist())) < 2:
+    return {}
+  return {name: metrics_lib.image_auroc(np.mean([s[column] for s in got], axis=0), got[0]["label"])
+          for name, column in ENSEMBLE_SCORES.items()}
+
+
+def over_seeds(rows: list[dict], fields: list[str], select: str | None = None, scores: dict | None = None
+               ) -> list[dict]:
   """Each setting's metrics as mean and sample standard deviation (n − 1) over its seeds; [] unless
   `seed` is among `fields` with two or more values.
 
@@ -45,7 +59,9 @@ def over_seeds(rows: list[dict], fields: list[str], select: str | None = None) -
   category); metrics average the alive members' finite values (a seed without one leaves that
   metric's `mean` row out), and a spread needs two such values. With `select` and two or more
   settings, `best` marks each category's setting with the highest mean `select` over its seeds
-  (a choice that, unlike `best_per_category`, does not reward a lucky seed).
+  (a choice that, unlike `best_per_category`, does not reward a lucky seed). With `scores`
+  ({(category, member): test image scores}, jaxad.sweep.runner.collect_rows), each row also has its seeds'
+  `seed_ensemble` AUROCs, `ensemble_image_auroc{,_map_max}` (a `mean` row: their mean over the categories).
   """
   if "seed" not in fields or len({r["seed"] for r in rows}) < 2:
     return []
@@ -74,18 +90,22 @@ def over_seeds(rows: list[dict], fields: list[str], select: str | None = None) -
   for key, members in settings.items():
     setting = dict(zip(setting_fields, key))
     by_category = {c: [r for r in members if r["category"] == c] for c in categories}
+    ensembles = {c: seed_ensemble(sel, c, scores or {}) for c, sel in by_category.items()}
     for c, sel in by_category.items():
       per_seed = {m: [v for r in sel if (v := value(r, m)) is not None] for m in metrics}
-      table.append(summary({**setting, "category": c}, per_seed, len(sel),
-                           sum(not r.get("alive", True) for r in sel)))
+      table.append({**summary({**setting, "category": c}, per_seed, len(sel),
+                              sum(not r.get("alive", True) for r in sel)), **ensembles[c]})
     if len(categories) > 1:
       seeds = sorted({r["seed"] for r in members})
       per_seed = {}
       for m in metrics:
         cells = [[value(r, m) for r in members if r["seed"] == s] for s in seeds]
         per_seed[m] = [float(np.mean(c)) for c in cells if len(c) == len(categories) and None not in c]
-      table.append(summary({**setting, "category": "mean"}, per_seed, len(seeds),
-                           len({r["seed"] for r in members if not r.get("alive", True)})))
+      mean_row = summary({**setting, "category": "mean"}, per_seed, len(seeds),
+                         len({r["seed"] for r in members if not r.get("alive", True)}))
+      if all(ensembles.values()):
+        mean_row.update({k: float(np.mean([e[k] for e in ensembles.values()])) for k in ENSEMBLE_SCORES})
+      table.append(mean_row)
   if select and len(settings) > 1:
     for category in dict.fromkeys(r["category"] for r in table):
       group = [r for r in table if r["category"] == category]
@@ -108,13 +128,14 @@ def seeds_markdown(table: list[dict]) -> str:
   return report.markdown_table(cells)
 
 
-def write(rows: list[dict], fields: list[str], out_dir: str | Path, select: str) -> dict[str, list[Path]]:
+def write(rows: list[dict], fields: list[str], out_dir: str | Path, select: str, scores: dict | None = None
+          ) -> dict[str, list[Path]]:
   """Writes the results table, the best-per-category table, the over-seeds table (when seeds are
-  swept) and the plots; returns the paths."""
+  swept; with seed ensembles from `scores`) and the plots; returns the paths."""
   out = Path(out_dir)
   paths = {"results": list(report.write_tables(rows, out, stem="sweep_results").values())}
   paths["best"] = list(report.write_tables(best_per_category(rows, select), out, stem="sweep_best").values())
-  seeds = over_seeds(rows, fields, select)
+  seeds = over_seeds(rows, fields, select, scores)
   if seeds:
     paths["seeds"] = list(report.write_tables(seeds, out, stem="sweep_seeds", markdown=seeds_markdown(seeds)).values())
   paths["plots"] = plot_metrics(rows, fields, out / "plots")

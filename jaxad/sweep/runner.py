@@ -133,8 +133,8 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
       log(f"process {proc} of {n_proc}: its groups are done; {len(pending)} group × category run(s) of other "
           "processes are not (the last process to finish writes the tables; a rerun resumes unfinished ones)")
       return None
-  rows = collect_rows(workdir, points, categories, plan)
-  outputs.write(rows, list(grid), workdir, options.select)
+  rows, scores = collect_rows(workdir, points, categories, plan)
+  outputs.write(rows, list(grid), workdir, options.select, scores)
   return rows
 
 
@@ -154,11 +154,12 @@ def _span(members) -> str:
   return f"{members[0]}–{members[-1]}" if len(members) > 1 else str(members[0])
 
 
-def collect_rows(workdir: Path, points, categories, plan: dict) -> list[dict]:
-  """Every member × category: swept values, group, alive (from the checkpoint) and test metrics."""
+def collect_rows(workdir: Path, points, categories, plan: dict) -> tuple[list[dict], dict]:
+  """Every member × category: swept values, group, alive (from the checkpoint) and test metrics; and
+  {(category, member): its test image scores (report.read_image_scores)}, for the chunks that wrote them."""
   from jaxad.checkpoint import Checkpointer
   by_member = {m.index: (m, hp, p) for p in points for m, hp in zip(p.members, p.hparams)}
-  rows = []
+  rows, scores = [], {}
   for category in categories:
     for group in plan_lib.all_groups(plan):
       cat_dir = workdir / group.dir / (category or "default")
@@ -166,6 +167,9 @@ def collect_rows(workdir: Path, points, categories, plan: dict) -> list[dict]:
       ckpt = Checkpointer(cat_dir)
       alive = ckpt.restore_meta(ckpt.latest_step())["alive"]
       ckpt.close()
+      if (cat_dir / "test_scores.csv").exists():  # chunks evaluated before jaxad wrote it have none
+        per_slot = report.read_image_scores(cat_dir / "test_scores.csv")
+        scores.update({(category or "default", m): per_slot[slot] for slot, m in enumerate(group.members)})
       for slot, m in enumerate(group.members):
         member, hp, point = by_member[m]
         values = {k: _table_value(getattr(point.static, k)) for k, _ in member.static_values}
@@ -173,8 +177,8 @@ def collect_rows(workdir: Path, points, categories, plan: dict) -> list[dict]:
         metrics = {k: reported[slot][k] for k in report.METRIC_ORDER if k in reported[slot]}
         rows.append({"category": category or "default", "member": m, **values, "group": group.name,
                      "alive": bool(alive[slot]), **metrics})
-  return sorted(rows, key=lambda r: (categories.index(r["category"]) if r["category"] in categories else 0,
-                                     r["member"]))
+  rows.sort(key=lambda r: (categories.index(r["category"]) if r["category"] in categories else 0, r["member"]))
+  return rows, scores
 
 
 def _table_value(v):

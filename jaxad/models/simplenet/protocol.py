@@ -184,6 +184,7 @@ def _run_selecting(run, method, static, hps_M, category, official_pro: bool, log
            "selected_meta_epoch": selected[m], **r} for m, r in enumerate(rows)]
   if official_pro:
     _add_pro(rows, preds["anomaly_map"], test.mask)
+  report.write_image_scores(workdir, test, preds)
   report.write_tables(rows, workdir)
   report.save_member_overlays(workdir, test, preds, run.overlays)
   return rows
