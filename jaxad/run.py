@@ -2,7 +2,8 @@
 
 Workdir layout: `<workdir>/<category>/` holds checkpoints/, metrics.jsonl, provenance.json,
 config.json, validation.json (score statistics of the validation split, used for
-thresholds; never the test set), report.{json,csv,md} and overlays/*.png; the workdir root
+thresholds; never the test set), report.{json,csv,md}, test_scores.csv (each member's score and
+map maximum per test image) and overlays/*.png; the workdir root
 holds summary.{json,csv,md} across categories (and, from `jaxad fit --config` with an
 experiment's paper numbers, paper_comparison.{json,md}).
 """

@@ -1,4 +1,6 @@
-"""`jaxad test`: evaluate a trained run (from its work directory) on the test split again."""
+"""`jaxad test`: evaluate a trained run (from its work directory) on the test split again: test_report.*
+(metrics) beside the fit's report.*, and test_scores.csv (per-image scores: the fit's file again, to float
+rounding, on the run's own data in float32; test_scores_on_<data>.csv, test_scores_bfloat16.csv otherwise)."""
 
 from __future__ import annotations
 
