@@ -108,7 +108,8 @@ def ensemble_table(inputs: list[str | Path], members: list[int] | None = None) -
 
 
 def markdown(table: dict) -> str:
-  rows = [{"scores": column, "member": member, **values} for column, per in table.items() for member, values in per.items()]
+  rows = [{"scores": column, "member": member, **values}
+          for column, per in table.items() for member, values in per.items()]
   return report.markdown_table(rows, digits=3)
 
 

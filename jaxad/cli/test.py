@@ -59,7 +59,8 @@ def main(args) -> int:
     report.write_tables(cat_rows, d, stem=f"test_report{suffix}")
     overlays = record["run"].get("overlays", 12) if args.overlays is None else args.overlays
     report.save_member_overlays(d, test, preds, overlays, folder=f"test_overlays{suffix}")
-    print(f"{d}: test_report{suffix}.{{json,csv,md}}, test_scores{suffix}.csv" + (f", test_overlays{suffix}/" if overlays > 0 else ""))
+    print(f"{d}: test_report{suffix}.{{json,csv,md}}, test_scores{suffix}.csv"
+          + (f", test_overlays{suffix}/" if overlays > 0 else ""))
     rows += cat_rows
   one_member = len({r["member"] for r in rows}) == 1  # a mean over the categories, never over members
   print(report.markdown_table(report.with_mean(rows) if one_member else rows))
