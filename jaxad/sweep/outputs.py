@@ -90,7 +90,7 @@ def over_seeds(rows: list[dict], fields: list[str], select: str | None = None, s
   for key, members in settings.items():
     setting = dict(zip(setting_fields, key))
     by_category = {c: [r for r in members if r["category"] == c] for c in categories}
-    ensembles = {c: seed_ensemble(sel, c, scores or {}) for c, sel in by_category.items()}
+    ensembles = {c: seed_ensemble(sel, c, scores) if scores else {} for c, sel in by_category.items()}
     for c, sel in by_category.items():
       per_seed = {m: [v for r in sel if (v := value(r, m)) is not None] for m in metrics}
       table.append({**summary({**setting, "category": c}, per_seed, len(sel),
