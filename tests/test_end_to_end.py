@@ -4,9 +4,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from jaxad import metrics
 from jaxad.cli import main
+from jaxad.evaluate.report import read_image_scores
 from jaxad.experiments_loader import load_experiment
 
 EXPERIMENTS = sorted(Path(__file__).parent.parent.glob("experiments/*.py"))
@@ -75,10 +78,15 @@ def test_fit_test_predict_cli(tmp_path, embedded_root, capsys, monkeypatch):
   assert json.loads((cat / "config.json").read_text())["run"]["data"] == str(embedded_root.resolve())
 
   fit_overlays = sorted((cat / "overlays").iterdir())
+  fit_scores = read_image_scores(cat / "test_scores.csv")  # every test image's scores, one member
+  assert list(fit_scores) == [0] and len(fit_scores[0]["file"]) == 10
+  assert metrics.image_auroc(fit_scores[0]["score"], fit_scores[0]["label"]) == pytest.approx(report[0]["image_auroc"])
   monkeypatch.chdir(tmp_path)
   capsys.readouterr()
   assert main(["test", "--workdir", str(workdir), "--overlays", "2"]) == 0
-  assert f"{cat}: test_report.{{json,csv,md}}, test_overlays/" in capsys.readouterr().out
+  assert f"{cat}: test_report.{{json,csv,md}}, test_scores.csv, test_overlays/" in capsys.readouterr().out
+  np.testing.assert_allclose(read_image_scores(cat / "test_scores.csv")[0]["score"], fit_scores[0]["score"],
+                             rtol=1e-5, atol=1e-6)
   again = json.loads((cat / "test_report.json").read_text())
   assert again[0]["image_auroc"] == pytest.approx(report[0]["image_auroc"], abs=1e-6)
   assert len(list((cat / "test_overlays").glob("*.png"))) == 2 and sorted((cat / "overlays").iterdir()) == fit_overlays
@@ -88,6 +96,9 @@ def test_fit_test_predict_cli(tmp_path, embedded_root, capsys, monkeypatch):
   assert main(["predict", "--workdir", str(workdir), "--out", str(out_dir), *map(str, images)]) == 0
   scores = json.loads((out_dir / "scores.json").read_text())
   assert len(scores) == 3 and not any("anomalous" in r for r in scores)  # no validation threshold
+  fit_score = dict(zip(fit_scores[0]["file"], fit_scores[0]["score"]))
+  for image, row in zip(images, scores):  # the test split's scores, for the same files
+    assert row["score"] == pytest.approx(fit_score[str(image.relative_to(embedded_root / "brick"))], rel=1e-5, abs=1e-6)
   assert len(list((out_dir / "overlays").glob("*.png"))) == 3
 
 
