@@ -37,6 +37,13 @@ def _parse(text: str, like, field_type) -> object:
   return text
 
 
+def check_init_seed(hp) -> None:
+  """Raises ConfigError unless a member's `init_seed` is ≥ 0 or −1 (use its `seed`)."""
+  if not hp.init_seed >= -1:
+    raise ConfigError(f"init_seed must be ≥ 0 (the parameter init's own seed) or -1 (the member's seed), "
+                      f"got {hp.init_seed}")
+
+
 def image_hw(value) -> tuple[int, int]:
   """(H, W) from an `image_size` setting: one number (square) or two, all positive."""
   try:

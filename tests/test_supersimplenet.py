@@ -168,6 +168,25 @@ def test_stacked_equals_separate_runs_and_nan_member_is_isolated(tmp_path, froze
       np.testing.assert_allclose(out_s[k], out_a[k], rtol=2e-3, atol=1e-3, err_msg=k)
 
 
+def test_init_seed_sets_the_initial_parameters_and_seed_the_training_randomness(tmp_path, frozen, train_data):
+  """Members (seed, init_seed): (0, -1), (1, 0), (0, 0), (1, -1). init_seed = seed is the default; a member
+  with another seed but init_seed 0 starts from member 0's parameters and trains on other noise."""
+  hps = [cfg.Hparams(seed=0), cfg.Hparams(seed=1, init_seed=0), cfg.Hparams(seed=0, init_seed=0), cfg.Hparams(seed=1)]
+  features_fn, proj = frozen
+  feats = features_fn(proj, jnp.asarray(train_data.image[:1]))
+  start = loop.Trainer(METHOD, STATIC, 8, features_fn).init_states(stack_members(hps), feats).params
+  trained = _fit(tmp_path, "w", hps, frozen, train_data, max_steps=2).params
+
+  def same(tree, a, b):
+    return all(np.array_equal(x[a], x[b]) for x in jax.tree.leaves(tree))
+
+  assert same(start, 0, 1) and same(start, 0, 2) and not same(start, 0, 3)
+  assert same(trained, 0, 2)
+  assert not same(trained, 0, 1) and not same(trained, 1, 3)
+  with pytest.raises(ConfigError, match="init_seed must be"):
+    cfg.check_hparams(cfg.Hparams(init_seed=-2))
+
+
 def test_resume_equals_uninterrupted_bitwise(tmp_path, frozen, train_data):
   hps = [cfg.Hparams(seed=5)]
   full = _fit(tmp_path, "full", hps, frozen, train_data, max_steps=6)

@@ -7,7 +7,9 @@ once and kept on device; otherwise each step computes them from the images. On a
 K steps run inside one compiled `lax.scan` (no host round trip per step); on the CPU backend
 each step is its own compiled call (see `use_scan`). The data order is a
 seeded permutation per epoch (shared by all members, derived from the step, so resuming
-needs no iterator state beyond the step); member randomness is `fold_in(key(seed_m), step)`.
+needs no iterator state beyond the step); member randomness is `fold_in(key(seed_m), step)`, and the
+parameters are initialised from `key(seed_m)`, or from `key(init_seed_m)` where a member sets that (≥ 0): a
+sweep over both separates the init's share of the seed-to-seed spread from the training randomness'.
 
 Checkpoints are written every `ckpt_every` steps (a multiple of the scan chunk) and at the
 end; a restarted run resumes from the latest complete one and produces bitwise the same
@@ -79,9 +81,12 @@ def settings_differences(stored: dict, want: dict) -> list[str]:
           if not same(stored[part][k], want[part][k])]
 
 
-def member_keys(hps_M) -> jax.Array:
-  """One PRNG key per member, from its seed."""
-  return jax.vmap(lambda s: jax.random.key(s))(jnp.asarray(hps_M.seed, jnp.uint32))
+def member_keys(hps_M, init: bool = False) -> jax.Array:
+  """One PRNG key per member, from its seed (init: from its init_seed where that is ≥ 0)."""
+  seed_M = jnp.asarray(hps_M.seed)
+  if init and hasattr(hps_M, "init_seed"):
+    seed_M = jnp.where(jnp.asarray(hps_M.init_seed) >= 0, jnp.asarray(hps_M.init_seed), seed_M)
+  return jax.vmap(lambda s: jax.random.key(s))(seed_M.astype(jnp.uint32))
 
 
 def epoch_permutation(data_seed: int, epoch: int, n: int) -> np.ndarray:
@@ -171,7 +176,7 @@ def _jit_init(method, static, spe: int):
   """jit((hps_M, example_feats) → stacked TrainState)."""
 
   def run(hps_M, example_feats):
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT_TAG))(member_keys(hps_M))
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT_TAG))(member_keys(hps_M, init=True))
     return jax.vmap(lambda key, hp: method.init(static, key, hp, example_feats, spe))(keys, hps_M)
 
   return jax.jit(run)

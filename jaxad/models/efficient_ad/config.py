@@ -66,6 +66,8 @@ class Hparams:
   aug_min: float = 0.8  # AE input augmentation factor ~ U(0.8, 1.2) (brightness | contrast | saturation)
   aug_max: float = 1.2
   seed: int = 42  # nelson and anomalib benchmark seed
+  init_seed: int = -1  # ≥ 0: the parameter init's own seed (`seed` then drives only the training
+  #   randomness); -1: `seed`. Not in the references (one seed drives both there)
 
 
 MIN_IMAGE_SIDE = 64  # smallest input whose PDN output is non-empty (64 → 8×8 without padding)
@@ -109,6 +111,7 @@ def check_hparams(hp: Hparams) -> None:
   """Range checks of one member's scalars (raises ConfigError)."""
   config_lib.check_ranges(hp, at_least_zero=("lr", "weight_decay", "weight_st", "weight_ae", "aug_min", "aug_max"),
                           positive=("map_scale",), fraction=("p_hard", "quantile_a", "quantile_b"))
+  config_lib.check_init_seed(hp)
   if not hp.quantile_a < hp.quantile_b:
     raise ConfigError(f"quantile_a must be below quantile_b (the map is scaled by 1/(q_b − q_a)), got "
                       f"{hp.quantile_a} and {hp.quantile_b}")

@@ -53,6 +53,8 @@ class Hparams:
   lr_dsc: float = 2e-4  # Adam with coupled L2
   wd_dsc: float = 1e-5
   seed: int = 0  # official `--seed 0`
+  init_seed: int = -1  # ≥ 0: the parameter init's own seed (`seed` then drives only the training
+  #   randomness); -1: `seed`. Not in the references (one seed drives both there)
 
 
 def resolve(static: Static) -> Static:
@@ -91,6 +93,7 @@ def resolve(static: Static) -> Static:
 def check_hparams(hp: Hparams) -> None:
   """Range checks of one member's scalars (raises ConfigError)."""
   config_lib.check_ranges(hp, at_least_zero=("noise_std", "margin", "lr_adaptor", "wd_adaptor", "lr_dsc", "wd_dsc"))
+  config_lib.check_init_seed(hp)
 
 
 def default_hparams(static: Static) -> Hparams:

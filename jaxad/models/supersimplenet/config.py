@@ -68,6 +68,8 @@ class Hparams:
   trunc_margin: float = 0.5  # truncated-L1 margin th
   focal_gamma: float = 4.0
   seed: int = 42  # official unsupervised seed (supervised: 456654)
+  init_seed: int = -1  # ≥ 0: the parameter init's own seed (`seed` then drives only the training
+  #   randomness); -1: `seed`. Not in the references (one seed drives both there)
 
 
 def resolve(static: Static) -> Static:
@@ -107,6 +109,7 @@ def check_hparams(hp: Hparams) -> None:
   """Range checks of one member's scalars (raises ConfigError)."""
   config_lib.check_ranges(hp, at_least_zero=("noise_std", "lr_adaptor", "wd_adaptor", "lr_heads", "wd_heads",
                                              "trunc_margin", "focal_gamma"), fraction=("perlin_threshold",))
+  config_lib.check_init_seed(hp)
 
 
 def default_hparams(static: Static) -> Hparams:
