@@ -21,7 +21,7 @@ MEASURED (this config, CPU, seed 42, commit 8bc095e; benchmarks/results/ssn_quic
           steady chip (benchmarks/results/ssn_embedded_128px_chip_sigma_seeds_cpu.md), nor does a
           Perlin threshold of 0.4 or 0.6 (benchmarks/results/ssn_embedded_128px_chip_perlin_seeds_cpu.md),
           nor does lr_heads 1e-4 (benchmarks/results/ssn_embedded_128px_chip_lr_seeds_cpu.md) or
-          perlin_p_empty 0 (benchmarks/results/ssn_embedded_128px_chip_pempty_seeds_cpu.md); chip's
+          perlin_p_empty 0 or 0.25 (benchmarks/results/ssn_embedded_128px_chip_pempty_seeds_cpu.md); chip's
           cls AUROC moves by 0.05 with a sweep chunk's float rounding alone
           (benchmarks/results/ssn_embedded_128px_chip_init_seed_cpu.md).
           At 64 px the cls head stays far below the target: a feature kNN reaches only 0.819 there.
