@@ -2,7 +2,8 @@
 
 Every function works on ONE model (no M axis); the engine vmaps `init`, `train_step` and
 `predict` over the sweep axis and computes the frozen features once per batch, shared by
-all members. `static` is hashable (a jit static argument); `hp` is a pytree of scalars.
+all members. `static` is hashable (a jit static argument); `hp` is a pytree of scalars with an int
+`seed` (the member's PRNG key) and, optionally, `init_seed` (≥ 0: the init's own key; -1: `seed`'s).
 
   resolve(static) -> static                       fills derived defaults, validates
   default_hparams(static) -> hp
