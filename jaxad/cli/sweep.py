@@ -39,6 +39,11 @@ def register(subparsers) -> None:
                  help="memory per device for the chunk size (default: the device's free memory; the CPU backend "
                       "reports none, so without this flag a CPU sweep is one chunk)")
   p.add_argument("--no-shard", action="store_true", help="keep each chunk on one device")
+  p.add_argument("--exact-members", action="store_true",
+                 help="on accelerators too: run each member of a chunk as an unbatched program (a loop inside the "
+                      "compiled step), so its result is bitwise that of `jaxad fit` with its settings, whatever "
+                      "chunk it shares (the default on CPU; on a GPU slower than vmapped members, whose batched "
+                      "kernels round differently); --set exact_members=false vmaps on CPU too")
   p.add_argument("--select", default=None, help="metric that picks the best member per category and, with seeds "
                  "swept, the best setting by its mean over seeds (image_auroc)")
   p.add_argument("--distributed", action="store_true",
@@ -71,6 +76,8 @@ def main(args) -> int:
   run, overrides = resolve_run(args)
   if run.workdir.startswith("runs/") and not args.workdir:
     run = dataclasses.replace(run, workdir=run.workdir + "_sweep")
+  if args.exact_members:
+    run = dataclasses.replace(run, exact_members=True)
   if "overlays" not in config_lib.parse_set_args(args.set):
     run = dataclasses.replace(run, overlays=0)  # M × 12 pictures per category: only on request
   budget_gb = args.memory_budget if args.memory_budget is not None else section.get("memory_budget_gb")
