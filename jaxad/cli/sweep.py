@@ -1,11 +1,12 @@
-"""`jaxad sweep`: train many models at once — dynamic hyperparameters stacked on one axis and vmapped.
+"""`jaxad sweep`: train many models at once — dynamic hyperparameters stacked on one axis of one program.
 
 Examples:  jaxad sweep --data embedded --grid noise_std=0.8,1.6,3.2 --grid seed=0:3
            jaxad sweep --data embedded --grid "image_size=64,64;128,128" --grid seed=0:4
            jaxad sweep --config experiments/supersimplenet_embedded.py     (its `sweep` section)
 Every combination of the grids is a member. `Hparams` fields (σ, Perlin threshold, learning
 rates, weight decays, loss margins, seed) are stacked on the M axis of one compiled program; the
-frozen backbone features are computed once per batch and shared. `Static` fields (image size,
+frozen backbone features are computed once per batch and shared; on CPU each member is bitwise its
+`jaxad fit` (--exact-members does that on accelerators too). `Static` fields (image size,
 backbone, head widths, epochs…) make one program per value ("static point"). Each point's
 members are trained in chunks of the largest M that fits the device, each chunk's M axis split
 over the local devices. Writes sweep_results.{csv,md,json} (every member's hyperparameters and
@@ -25,7 +26,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
   from jaxad.cli.fit import add_common
-  p = subparsers.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs",
+  p = subparsers.add_parser("sweep", help="train a grid of hyperparameters as stacked members of one program",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   add_common(p, workdir_help="output folder (default: the --config file's workdir, else runs/<model>_<data>; "
                                  "'_sweep' appended to either when it is under runs/)")

@@ -1,4 +1,4 @@
-"""Runs a sweep: static points one after another, each as member chunks trained as one vmapped program.
+"""Runs a sweep: static points one after another, each as member chunks, a chunk one compiled program.
 
 Per static point: the frozen backbone is built once; the chunk size is the largest M that
 fits the device (jaxad.sweep.memory, on the point's first category) unless given; each chunk
