@@ -15,14 +15,19 @@ _PACKAGES = ("jaxad", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "gra
 
 
 def git_commit(path: str | os.PathLike | None = None) -> dict:
-  """{"commit": sha or None, "dirty": bool or None} of the repository holding `path` (default: jaxad's)."""
+  """{"commit": sha or None, "dirty": bool or None} of the repository holding `path` (default: jaxad's).
+
+  Dirty means changed tracked files outside benchmarks/results/, where a benchmark rewriting its own
+  results file (after every row) would otherwise mark its record dirty."""
   cwd = Path(path) if path else Path(__file__).resolve().parent
   try:
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
     if sha.returncode != 0:
       return {"commit": None, "dirty": None}
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                           capture_output=True, text=True, timeout=10)
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True,
+                         timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":(exclude)benchmarks/results"], cwd=top or cwd, capture_output=True, text=True, timeout=10)
     return {"commit": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
   except (OSError, subprocess.SubprocessError):
     return {"commit": None, "dirty": None}
