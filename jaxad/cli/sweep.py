@@ -41,10 +41,11 @@ def register(subparsers) -> None:
                       "reports none, so without this flag a CPU sweep is one chunk)")
   p.add_argument("--no-shard", action="store_true", help="keep each chunk on one device")
   p.add_argument("--exact-members", action="store_true",
-                 help="on accelerators too: run each member of a chunk as an unbatched program (a loop inside the "
+                 help="on accelerators too: run each member of a chunk as an unbatched program (unrolled in the "
                       "compiled step), so its result is bitwise that of `jaxad fit` with its settings, whatever "
-                      "chunk it shares (the default on CPU; on a GPU slower than vmapped members, whose batched "
-                      "kernels round differently); --set exact_members=false vmaps on CPU too")
+                      "chunk it shares; the default on CPU, where it trains as fast and compiles longer "
+                      "(accelerators vmap the members by default, whose batched kernels round differently); "
+                      "--set exact_members=false vmaps on CPU too")
   p.add_argument("--select", default=None, help="metric that picks the best member per category and, with seeds "
                  "swept, the best setting by its mean over seeds (image_auroc)")
   p.add_argument("--distributed", action="store_true",

@@ -1,8 +1,9 @@
 """The interface between a method and the engine: a frozen record of pure functions.
 
 Every function works on ONE model (no M axis); the engine maps `init`, `train_step` and
-`predict` over the sweep axis (`train.state.over_members`: vmapped, or one member after another for
-M = 1 and exact sweeps) and computes the frozen features once per batch, shared by all members. `static` is hashable (a jit static argument); `hp` is a pytree of scalars with an int
+`predict` over the sweep axis (`train.state.over_members`: vmapped, or unrolled with each member an
+unbatched program) and computes the frozen features once per batch, shared by all members. `static`
+is hashable (a jit static argument); `hp` is a pytree of scalars with an int
 `seed` (the member's PRNG key) and, optionally, `init_seed` (≥ 0: the init's own key; -1: `seed`'s).
 
   resolve(static) -> static                       fills derived defaults, validates
