@@ -1,7 +1,7 @@
 """Sweep speed: wall time of training M members as a sweep against M separate runs (M = 1, 8, 32).
 
 Usage:  python benchmarks/sweep_speed.py [--quick] [--members 1,8,32] [--steps N] [--memory-budget GB]
-                                        [--exact] [--out benchmarks/results/sweep_speed]
+                                        [--out benchmarks/results/sweep_speed]
 
 For SuperSimpleNet and EfficientAD (skipped with a message while `efficient_ad` is not in
 jaxad.models), on random weights and random images (speed does not depend on their values):
@@ -9,13 +9,11 @@ jaxad.models), on random weights and random images (speed does not depend on the
   largest M that fits the device (jaxad.sweep.memory; one chunk on a CPU without
   --memory-budget), each chunk one `loop.fit` of the stacked members (vmapped step, shared
   frozen features, final checkpoint);
-- exact (with --exact): the same chunks with `exact_members=True` (each member an unbatched
-  program, unrolled in the step: bitwise its run alone; the CPU backend's default);
 - separate: M runs of one member each (`loop.fit` with M = 1, as M `jaxad fit` calls would train).
 Both arms are timed warm: every program shape is compiled by a first, untimed run (its wall
 time is reported as `first_run_s`); the memory estimate's compilations are not timed either.
 Evaluation is not included. Ratios: sweep / separate (below 1: the sweep saves time) and sweep
-/ one run (the GPU goal: 32 members in under 4× one model); exact / sweep. `--quick`: tiny backbone and
+/ one run (the GPU goal: 32 members in under 4× one model). `--quick`: tiny backbone and
 images, few steps (a CPU smoke setting). Writes <out>[_quick].json and .md with device,
 versions and settings.
 """
@@ -58,18 +56,18 @@ def members(method, static, n: int, field: str, base: float) -> list:
   return [dataclasses.replace(hp, seed=i, **{field: base * (1 + 0.1 * (i % 4))}) for i in range(n)]
 
 
-def train(method, static, hps: list, data, frozen, steps: int, exact: bool = False) -> float:
-  """Wall seconds of one `loop.fit` of the stacked `hps` (fresh work directory); vmapped members unless exact."""
+def train(method, static, hps: list, data, frozen, steps: int) -> float:
+  """Wall seconds of one `loop.fit` of the stacked `hps` (fresh work directory)."""
   with tempfile.TemporaryDirectory() as workdir:
     t0 = time.perf_counter()
     states = loop.fit(method, static, stack_members(hps), data, workdir, max_steps=steps, chunk=steps,
-                      ckpt_every=steps, progress=False, frozen=frozen, exact_members=exact)
+                      ckpt_every=steps, progress=False, frozen=frozen)
     jax.block_until_ready(states)
     return time.perf_counter() - t0
 
 
 def bench_method(name: str, quick: bool, sizes: list[int], steps: int, budget_bytes: int | None, log,
-                 separate_runs: int | None = None, on_row=lambda row: None, exact: bool = False) -> list[dict]:
+                 separate_runs: int | None = None, on_row=lambda row: None) -> list[dict]:
   """Rows for M in `sizes`; `on_row` sees each as it is measured, `log` each phase (a run cut short keeps them)."""
   method = get_method(name)
   overrides, n_train, (field, base) = settings(name, quick)
@@ -100,18 +98,12 @@ def bench_method(name: str, quick: bool, sizes: list[int], steps: int, budget_by
     first = train(method, static, chunks[0], data, frozen, steps)  # compiles this chunk shape
     log(f"{name} M={m}: first (compiling) run of a chunk {first:.1f} s")
     sweep = sum(train(method, static, c, data, frozen, steps) for c in chunks)
-    exact_s = exact_first = None
-    if exact and m > 1:
-      exact_first = train(method, static, chunks[0], data, frozen, steps, exact=True)
-      exact_s = sum(train(method, static, c, data, frozen, steps, exact=True) for c in chunks)
-      log(f"{name} M={m}: exact members {exact_s:.2f} s ({exact_first:.1f} s compiling), {exact_s / sweep:.2f}× vmapped")
     timed = hps[:separate_runs] if separate_runs else hps  # every separate run costs the same: a sample may stand in
     separate = sum(train(method, static, [hp], data, frozen, steps) for hp in timed) * m / len(timed)
     row = {"method": name, "members": m, "chunks": n_chunks, "members_per_chunk": slots, "steps": steps,
            "sweep_s": sweep, "separate_s": separate, "separate_runs_timed": len(timed), "one_run_s": one_run,
            "sweep_vs_separate": sweep / separate,
-           "sweep_vs_one_run": sweep / one_run, "first_run_s": first, "exact_s": exact_s,
-           "exact_vs_sweep": None if exact_s is None else exact_s / sweep, "exact_first_run_s": exact_first,
+           "sweep_vs_one_run": sweep / one_run, "first_run_s": first,
            "memory": est.record() if est is not None else None}
     log(f"{name} M={m}: sweep {sweep:.2f} s ({n_chunks} chunk(s) of {slots}), {m} separate runs {separate:.2f} s, "
         f"ratio {sweep / separate:.3f}; sweep / one run {sweep / one_run:.2f}")
@@ -130,7 +122,6 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=None, help="train steps per run (default 10 quick, 200 full)")
   parser.add_argument("--memory-budget", type=float, default=None, metavar="GB",
                       help="memory per device for chunking (default: the device's free memory; none on CPU)")
-  parser.add_argument("--exact", action="store_true", help="also time the sweep with exact members (M > 1)")
   parser.add_argument("--out", default="benchmarks/results/sweep_speed")
   args = parser.parse_args()
   sizes = [int(m) for m in args.members.split(",")]
@@ -148,7 +139,7 @@ def main() -> None:
       print(f"skipping {name}: not registered in jaxad.models (available: {', '.join(available())})")
       continue
     bench_method(name, args.quick, sizes, steps, budget, lambda m: print(m, flush=True), args.separate_runs,
-                 on_row=lambda row: (rows.append(row), write()), exact=args.exact)
+                 on_row=lambda row: (rows.append(row), write()))
   print(write_results(out, args.quick, steps, skipped, rows))
 
 
@@ -162,11 +153,9 @@ def write_results(out: Path, quick: bool, steps: int, skipped: list[str], rows: 
   out.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
   cols = ["method", "members", "chunks", "members_per_chunk", "steps", "sweep_s", "separate_s", "one_run_s",
           "sweep_vs_separate", "sweep_vs_one_run", "first_run_s"]
-  cols += [c for c in ("exact_s", "exact_vs_sweep", "exact_first_run_s") if any(r.get(c) is not None for r in rows)]
   lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for r in rows:
-    lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else "–" if r.get(c) is None else str(r[c])
-                                   for c in cols) + " |")
+    lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
   header = (f"device: {prov['device_kind']} ({len(prov['devices'])} device(s)), jax {prov['versions']['jax']}, "
             f"jaxad {prov['git']['commit']}{' (dirty)' if prov['git']['dirty'] else ''}; "
             f"{'quick' if quick else 'paper'} settings, {steps} steps per run; training only (no evaluation)")

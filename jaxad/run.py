@@ -44,9 +44,6 @@ class RunConfig:
   eval_batch_size: int = 16
   overlays: int = 12
   progress: bool = True
-  # each member of a sweep chunk bitwise as a run of its own (`train.state.over_members`); False: one vmapped
-  # program, whose batched kernels round differently; None: exact on the CPU backend, vmapped on accelerators
-  exact_members: bool | None = None
   # {category pattern (fnmatch): {setting: value}}: settings for the categories a pattern matches, over the
   # run's (later patterns win; `--set` wins over both), e.g. SensumSODF's {"softgel_*": {"image_size": (144, 144)}}
   category_settings: dict = dataclasses.field(default_factory=dict)
@@ -118,15 +115,13 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   log(f"[{label}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
-                    frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite, on_start=start,
-                    exact_members=run.exact_members)
+                    frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite, on_start=start)
   features_fn, frozen_vars = frozen
-  predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size), mesh,
-                                         run.exact_members)
+  predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size), mesh)
 
   val = splits["validation"]
   if method.calibrate is not None:
-    states = method.calibrate(static, states, hps_M, val, exact=run.exact_members)
+    states = method.calibrate(static, states, hps_M, val)
     _save_calibrated(workdir, states)
   write_validation_statistics(workdir, predict_fn, states, frozen_vars, val, run.eval_batch_size, log)
 
@@ -159,7 +154,7 @@ def finished(workdir: Path, run: RunConfig, method, static, hps_M) -> bool:
 
 
 # which training images a checkpoint saw (not the dataset's path: a moved dataset resumes)
-RESUMED_RUN_FIELDS = ("data_options", "data_seed", "val_fraction", "exact_members")
+RESUMED_RUN_FIELDS = ("data_options", "data_seed", "val_fraction")
 
 
 def check_same_run(workdir: Path, record: dict) -> None:

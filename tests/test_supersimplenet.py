@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from jaxad.errors import ConfigError
-from jaxad.evaluate import evaluator
 from jaxad.models import get_method
 from jaxad.models.supersimplenet import config as cfg
 from jaxad.models.supersimplenet.anomaly import generate_anomalies
@@ -145,22 +144,12 @@ def _fit(tmp_path, name, hps, frozen, train_data, **kw):
 
 
 def test_stacked_equals_separate_runs_and_nan_member_is_isolated(tmp_path, frozen, train_data):
-  """Vmapped members (accelerators' default) equal their runs alone to float rounding; exact members (CPU's
-  default) bitwise, their predictions too. A NaN member is frozen in both."""
   hps = [cfg.Hparams(seed=1), cfg.Hparams(seed=2, noise_std=0.05), cfg.Hparams(seed=3, lr_heads=float("nan"))]
-  stacked = _fit(tmp_path, "stacked", hps, frozen, train_data, max_steps=4, exact_members=False)
-  exact = _fit(tmp_path, "exact", hps, frozen, train_data, max_steps=4)
-  assert np.asarray(stacked.alive).tolist() == np.asarray(exact.alive).tolist() == [True, True, False]
-  predict = evaluator.make_predict_fn(METHOD, STATIC, frozen[0], (32, 32))
+  stacked = _fit(tmp_path, "stacked", hps, frozen, train_data, max_steps=4)
+  assert np.asarray(stacked.alive).tolist() == [True, True, False]
   feats = frozen[0](frozen[1], jnp.asarray(train_data.image))
-  out_exact = predict(exact, frozen[1], jnp.asarray(train_data.image))
   for m in (0, 1):
     alone = _fit(tmp_path, f"alone{m}", [hps[m]], frozen, train_data, max_steps=4)
-    for a, b in zip(jax.tree.leaves(index_member(exact.params, m)), jax.tree.leaves(index_member(alone.params, 0))):
-      np.testing.assert_array_equal(a, b)
-    out_alone = predict(alone, frozen[1], jnp.asarray(train_data.image))
-    for k in out_alone:
-      np.testing.assert_array_equal(out_exact[k][m], out_alone[k][0], err_msg=k)
     flat_s = jax.tree_util.tree_flatten_with_path(index_member(stacked.params, m))[0]
     flat_a = dict(jax.tree_util.tree_flatten_with_path(index_member(alone.params, 0))[0])
     for path, value in flat_s:
@@ -177,7 +166,6 @@ def test_stacked_equals_separate_runs_and_nan_member_is_isolated(tmp_path, froze
     out_a = METHOD.predict(STATIC, index_member(alone, 0), feats, (32, 32))
     for k in out_s:
       np.testing.assert_allclose(out_s[k], out_a[k], rtol=2e-3, atol=1e-3, err_msg=k)
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stacked.params), jax.tree.leaves(exact.params)))
 
 
 def test_init_seed_sets_the_initial_parameters_and_seed_the_training_randomness(tmp_path, frozen, train_data):

@@ -1,12 +1,11 @@
-"""`jaxad sweep`: train many models at once — dynamic hyperparameters stacked on one axis of one program.
+"""`jaxad sweep`: train many models at once — dynamic hyperparameters stacked on one axis and vmapped.
 
 Examples:  jaxad sweep --data embedded --grid noise_std=0.8,1.6,3.2 --grid seed=0:3
            jaxad sweep --data embedded --grid "image_size=64,64;128,128" --grid seed=0:4
            jaxad sweep --config experiments/supersimplenet_embedded.py     (its `sweep` section)
 Every combination of the grids is a member. `Hparams` fields (σ, Perlin threshold, learning
 rates, weight decays, loss margins, seed) are stacked on the M axis of one compiled program; the
-frozen backbone features are computed once per batch and shared; on CPU each member is bitwise its
-`jaxad fit` (--exact-members does that on accelerators too). `Static` fields (image size,
+frozen backbone features are computed once per batch and shared. `Static` fields (image size,
 backbone, head widths, epochs…) make one program per value ("static point"). Each point's
 members are trained in chunks of the largest M that fits the device, each chunk's M axis split
 over the local devices. Writes sweep_results.{csv,md,json} (every member's hyperparameters and
@@ -26,7 +25,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
   from jaxad.cli.fit import add_common
-  p = subparsers.add_parser("sweep", help="train a grid of hyperparameters as stacked members of one program",
+  p = subparsers.add_parser("sweep", help="train a grid of hyperparameters as vmapped programs",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   add_common(p, workdir_help="output folder (default: the --config file's workdir, else runs/<model>_<data>; "
                                  "'_sweep' appended to either when it is under runs/)")
@@ -40,12 +39,6 @@ def register(subparsers) -> None:
                  help="memory per device for the chunk size (default: the device's free memory; the CPU backend "
                       "reports none, so without this flag a CPU sweep is one chunk)")
   p.add_argument("--no-shard", action="store_true", help="keep each chunk on one device")
-  p.add_argument("--exact-members", action="store_true",
-                 help="on accelerators too: run each member of a chunk as an unbatched program (unrolled in the "
-                      "compiled step), so its result is bitwise that of `jaxad fit` with its settings, whatever "
-                      "chunk it shares; the default on CPU, where it trains as fast and compiles longer "
-                      "(accelerators vmap the members by default, whose batched kernels round differently); "
-                      "--set exact_members=false vmaps on CPU too")
   p.add_argument("--select", default=None, help="metric that picks the best member per category and, with seeds "
                  "swept, the best setting by its mean over seeds (image_auroc)")
   p.add_argument("--distributed", action="store_true",
@@ -78,8 +71,6 @@ def main(args) -> int:
   run, overrides = resolve_run(args)
   if run.workdir.startswith("runs/") and not args.workdir:
     run = dataclasses.replace(run, workdir=run.workdir + "_sweep")
-  if args.exact_members:
-    run = dataclasses.replace(run, exact_members=True)
   if "overlays" not in config_lib.parse_set_args(args.set):
     run = dataclasses.replace(run, overlays=0)  # M × 12 pictures per category: only on request
   budget_gb = args.memory_budget if args.memory_budget is not None else section.get("memory_budget_gb")

@@ -17,21 +17,19 @@ from jaxad import metrics as metrics_lib
 from jaxad.data import loco_channels
 from jaxad.infer.engine import pad_batch
 from jaxad.ops.resize import resize
-from jaxad.train.state import over_members
 
 
 @functools.lru_cache(maxsize=16)
-def make_predict_fn(method, static, features_fn, image_hw: tuple[int, int], mesh=None, exact: bool | None = None):
+def make_predict_fn(method, static, features_fn, image_hw: tuple[int, int], mesh=None):
   """jit((states_M, frozen_vars, images_BxHxWx3) → dict of (M, B, ...) arrays).
 
   Cached: the chunks and categories of a sweep share one compilation per shape.
   mesh: members split over its "members" axis (`shard_map`, as the training step of a sweep).
-  exact: each member bitwise as alone (`train.state.over_members`; None: on the CPU backend).
   """
 
   def run(states, frozen_vars, images):
     feats = features_fn(frozen_vars, images)
-    return over_members(lambda s, f: method.predict(static, s, f, image_hw), (0, None), exact)(states, feats)
+    return jax.vmap(lambda s: method.predict(static, s, feats, image_hw))(states)
 
   if mesh is not None:
     spec = jax.sharding.PartitionSpec

@@ -42,7 +42,6 @@ import numpy as np
 from jaxad.errors import ConfigError, DataError
 from jaxad.infer.preprocess import preprocess_images
 from jaxad.ops.resize import resize
-from jaxad.train.state import over_members
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MAP_SIZES = ("model", "input")
@@ -101,7 +100,7 @@ def forward(method, static, features_fn, compute_dtype, map_size: str, states_M,
   else:
     x = preprocess_images(images_BxHxWx3, image_hw, method.preprocessing(static))
   feats = features_fn(frozen_vars, x.astype(compute_dtype))
-  out = over_members(lambda s, f: method.predict(static, s, f, image_hw), (0, None))(states_M, feats)
+  out = jax.vmap(lambda s: method.predict(static, s, feats, image_hw))(states_M)
   out = {k: v.astype(jnp.float32) for k, v in out.items()}
   maps = out["anomaly_map"]
   if map_size == "input" and maps.shape[-2:] != images_BxHxWx3.shape[1:3]:

@@ -1,9 +1,8 @@
 """The interface between a method and the engine: a frozen record of pure functions.
 
-Every function works on ONE model (no M axis); the engine maps `init`, `train_step` and
-`predict` over the sweep axis (`train.state.over_members`: vmapped, or unrolled with each member an
-unbatched program) and computes the frozen features once per batch, shared by all members. `static`
-is hashable (a jit static argument); `hp` is a pytree of scalars with an int
+Every function works on ONE model (no M axis); the engine vmaps `init`, `train_step` and
+`predict` over the sweep axis and computes the frozen features once per batch, shared by
+all members. `static` is hashable (a jit static argument); `hp` is a pytree of scalars with an int
 `seed` (the member's PRNG key) and, optionally, `init_seed` (≥ 0: the init's own key; -1: `seed`'s).
 
   resolve(static) -> static                       fills derived defaults, validates
@@ -30,9 +29,8 @@ is hashable (a jit static argument); `hp` is a pytree of scalars with an int
       split (EfficientAD's penalty images); stream(steps) -> dict of host arrays with a leading
       len(steps) axis, deterministic in (data_seed, step); their entries join train_step's `batch`;
       a `provenance` attribute (dict), if present, goes into the run's provenance.json
-  calibrate(static, states_M, hps_M, val, exact=None) -> states_M   optional: fits post-training statistics
-      on the validation split (EfficientAD's map quantiles), over the members as `train.state.over_members`
-      with `exact`; the result is saved as the final checkpoint
+  calibrate(static, states_M, hps_M, val) -> states_M   optional: fits post-training statistics on
+      the validation split (EfficientAD's map quantiles); the result is saved as the final checkpoint
   official_image_scores(scores_N) -> scores_N   optional: the image scores as the reference evaluation
       ranks them, where that is not the raw score (SuperSimpleNet: float32 sigmoid, then min-max); the
       evaluator then adds image_auroc_official and image_ap_official

@@ -3,10 +3,9 @@
 `lax.conv_general_dilated` with two fixes for cases XLA compiles badly; the parameters and the
 unbatched numbers are those of a plain convolution (1×1: a channel matmul).
 
-1. Sweeps. A sweep with vmapped members (accelerators' default; on CPU `exact_members=false`, as CPU
-   members are otherwise unrolled: `train.state.over_members`) vmaps the train step over M members,
-   each with its own kernel *and* its own input (the heads see member-specific noise). `jax.vmap` of
-   a convolution then becomes one grouped convolution (`feature_group_count = M`; its kernel gradient a `batch_group_count`
+1. Sweeps. A sweep vmaps the train step over M members, each with its own kernel *and* its own
+   input (the heads see member-specific noise). `jax.vmap` of a convolution then becomes one
+   grouped convolution (`feature_group_count = M`; its kernel gradient a `batch_group_count`
    one), which XLA:CPU runs ~9× slower than M separate convolutions
    (benchmarks/conv_speed.py), making a CPU sweep slower than M separate runs. Here
    * 1×1 kernels with stride 1 and no padding are a `dot_general` over channels: their vmap is a

@@ -3,7 +3,7 @@
 A grid maps a field of the method's `Static` or `Hparams` to the values it takes (as text, the
 way `--set` reads them). Every combination is one member, numbered in `itertools.product`
 order of the grid as given. Members that share their `Static` values form one static point:
-one compiled program, whose members are stacked on the M axis (`train.state.over_members`).
+one compiled program, whose members are stacked on the M axis and vmapped.
 """
 
 from __future__ import annotations

@@ -62,19 +62,19 @@ def _abstract(tree):
 
 
 def estimate(method, static, hp, train, frozen, *, data_seed: int, steps_per_call: int, eval_batch_size: int,
-             budget: tuple[int, str], members_needed: int, exact: bool | None = None) -> Estimate:
+             budget: tuple[int, str], members_needed: int) -> Estimate:
   """Shared and per-member memory of training and evaluating `static` on `train` on one device.
 
   budget: (bytes, source) from `device_budget`; members_needed: the members one device would hold
   in a single chunk (skips the M = 2 compilation when that many fit by the upper bound).
-  Mirrors `loop.fit`'s choices (prepared train split, feature cache, lax.scan on accelerators, exact members).
+  Mirrors `loop.fit`'s choices (prepared train split, feature cache, lax.scan on accelerators).
   """
   features_fn, frozen_vars = frozen
   sampler = None
   if method.prepare_train is not None:
     train, sampler = method.prepare_train(static, train, data_seed)
   epoch_len = len(sampler(0)) if sampler is not None else len(train)
-  trainer = loop.Trainer(method, static, epoch_len, features_fn, exact=exact)
+  trainer = loop.Trainer(method, static, epoch_len, features_fn)
   h, w = static.image_size
   example = jax.eval_shape(features_fn, frozen_vars, jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
   cached = loop.feature_cache_fits(static, example, len(train))
@@ -98,7 +98,7 @@ def estimate(method, static, hp, train, frozen, *, data_seed: int, steps_per_cal
     if not scan:
       aux = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), aux)
     selectors = {"sel": selectors, "aux": aux}
-  predict_fn = evaluator.make_predict_fn(method, static, features_fn, (h, w), exact=exact)
+  predict_fn = evaluator.make_predict_fn(method, static, features_fn, (h, w))
   images = jax.ShapeDtypeStruct((eval_batch_size, h, w, 3), jnp.float32)
 
   def total(m: int) -> int:

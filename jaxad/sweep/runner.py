@@ -1,4 +1,4 @@
-"""Runs a sweep: static points one after another, each as member chunks, a chunk one compiled program.
+"""Runs a sweep: static points one after another, each as member chunks trained as one vmapped program.
 
 Per static point: the frozen backbone is built once; the chunk size is the largest M that
 fits the device (jaxad.sweep.memory, on the point's first category) unless given; each chunk
@@ -97,7 +97,7 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
         est = memory.estimate(method, point.static, point.hparams[0], splits[categories[0]]["train"], frozen,
                               data_seed=run_cfg.data_seed, steps_per_call=run_cfg.chunk,
                               eval_batch_size=run_cfg.eval_batch_size, budget=budget,
-                              members_needed=-(-len(point.members) // used), exact=run_cfg.exact_members)
+                              members_needed=-(-len(point.members) // used))
         per_chunk, record = est.members_per_device() * used, est.record()
         log(f"point {point.index}: {est.member_bytes / 2**20:.1f} MiB per member"
             f"{'' if est.exact else ' (upper bound)'}, {est.shared_bytes / 2**20:.1f} MiB shared, budget "

@@ -1,8 +1,7 @@
 """The host training loop shared by every method (single runs are sweeps with M = 1).
 
 Per step: the frozen backbone features of the batch are computed once and shared by all M
-members; `jit(over_members(method.train_step))` updates every member: vmapped, or each member as an
-unbatched program (`exact_members`, the CPU default), bitwise its run alone. When they fit a memory budget
+members; `jit(vmap(method.train_step))` updates every member. When they fit a memory budget
 (and the static config allows it) the frozen features of the whole train split are computed
 once and kept on device; otherwise each step computes them from the images. On accelerators
 K steps run inside one compiled `lax.scan` (no host round trip per step); on the CPU backend
@@ -33,7 +32,7 @@ import numpy as np
 from jaxad import atomic, config as config_lib, provenance
 from jaxad.checkpoint import Checkpointer
 from jaxad.errors import ConfigError, JaxadError
-from jaxad.train.state import TrainState, keep_if_finite, over_members
+from jaxad.train.state import TrainState, keep_if_finite
 
 INIT_TAG, TRAIN_TAG = 0, 1
 
@@ -134,17 +133,16 @@ class Trainer:
   n_train: int
   features_fn: object
   mesh: object = None  # jax.sharding.Mesh with axis "members": each device steps its share of the members
-  exact: bool | None = None  # each member bitwise as a run of its own (`over_members`; None: on CPU)
 
   def __post_init__(self):
     self.spe = self.method.steps_per_epoch(self.static, self.n_train)
     self.total = self.method.total_steps(self.static, self.n_train)
     self.features = _jit_features(self.features_fn)
-    self.init_states = _jit_init(self.method, self.static, self.spe, self.exact)
+    self.init_states = _jit_init(self.method, self.static, self.spe)
 
   def chunk_fn(self, cached: bool, scan: bool | None = None):
     return _jit_chunk(self.method, self.static, self.spe, self.features_fn, cached, use_scan() if scan is None else scan,
-                      self.mesh, self.exact)
+                      self.mesh)
 
   def run_steps(self, states, hps_M, source, selectors, cached: bool):
     """Runs the K steps given by `selectors` (leading axis K); returns (states, metrics with a K axis).
@@ -174,32 +172,31 @@ def _jit_features(features_fn):
 
 
 @functools.lru_cache(maxsize=16)
-def _jit_init(method, static, spe: int, exact: bool | None = None):
+def _jit_init(method, static, spe: int):
   """jit((hps_M, example_feats) → stacked TrainState)."""
 
   def run(hps_M, example_feats):
     keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT_TAG))(member_keys(hps_M, init=True))
-    init_one = lambda key, hp, feats: method.init(static, key, hp, feats, spe)
-    return over_members(init_one, (0, 0, None), exact)(keys, hps_M, example_feats)
+    return jax.vmap(lambda key, hp: method.init(static, key, hp, example_feats, spe))(keys, hps_M)
 
   return jax.jit(run)
 
 
-def _member_step(method, static, spe: int, exact: bool | None):
+def _member_step(method, static, spe: int):
   def step_one(state, feats, batch, key, hp):
     new, metrics = method.train_step(static, state, feats, batch, jax.random.fold_in(key, state.step), hp, spe)
     return keep_if_finite(new, state, metrics["loss"]), metrics
 
-  return over_members(step_one, (0, None, None, 0, 0), exact)
+  return jax.vmap(step_one, in_axes=(0, None, None, 0, 0))
 
 
-def _step_body(method, static, spe: int, features_fn, cached: bool, exact: bool | None):
+def _step_body(method, static, spe: int, features_fn, cached: bool):
   """(states, hps_M, keys, source, selector) → (states, metrics_M) for one step.
 
   cached: source = device cache {"feats", "mask", …}, selector = batch indices (B,).
   not cached: source = frozen variables, selector = the batch itself (images included).
   """
-  step = _member_step(method, static, spe, exact)
+  step = _member_step(method, static, spe)
 
   def body(states, hps_M, keys, source, selector):
     aux = {}
@@ -217,8 +214,7 @@ def _step_body(method, static, spe: int, features_fn, cached: bool, exact: bool 
 
 
 @functools.lru_cache(maxsize=32)
-def _jit_chunk(method, static, spe: int, features_fn, cached: bool, scan: bool, mesh=None,
-               exact: bool | None = None):
+def _jit_chunk(method, static, spe: int, features_fn, cached: bool, scan: bool, mesh=None):
   """jit((states, hps_M, source, selectors) → (states, metrics)).
 
   scan=True: selectors carry a leading K axis and the K steps run inside one `lax.scan`
@@ -229,7 +225,7 @@ def _jit_chunk(method, static, spe: int, features_fn, cached: bool, scan: bool, 
   runs the vmapped step on its own members, shared inputs replicated); XLA's automatic
   partitioning of the vmapped (grouped) convolutions fails for one member per device.
   """
-  body = _step_body(method, static, spe, features_fn, cached, exact)
+  body = _step_body(method, static, spe, features_fn, cached)
 
   def run(states, hps_M, source, selectors):
     keys = jax.vmap(lambda k: jax.random.fold_in(k, TRAIN_TAG))(member_keys(hps_M))
@@ -278,8 +274,7 @@ def host_arrays(train: SplitData) -> dict[str, np.ndarray]:
 def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_seed: int = 0,
         max_steps: int | None = None, chunk: int = 25, ckpt_every: int = 500, progress: bool = True,
         config_record: dict | None = None, frozen=None, cache_budget_bytes: int = CACHE_BUDGET_BYTES,
-        mesh: jax.sharding.Mesh | None = None, raise_non_finite: bool = True, on_start=None,
-        exact_members: bool | None = None) -> TrainState:
+        mesh: jax.sharding.Mesh | None = None, raise_non_finite: bool = True, on_start=None) -> TrainState:
   """Trains M members on `train` and returns their stacked final states (resuming if possible).
 
   Args:
@@ -303,9 +298,6 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       sweeps pass False and report frozen members instead.
     on_start: called once the checkpoint (if any) is known to resume this run, before anything is
       written: a refused resume leaves the run folder as it was.
-    exact_members: each member runs as an unbatched program inside the compiled step (`over_members`), so
-      its result is bitwise that of a run of its own; False: one vmapped program (faster on accelerators);
-      None: exact on the CPU backend, vmapped elsewhere.
   """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -315,7 +307,7 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
     train, sampler = method.prepare_train(static, train, data_seed)
   sampler = sampler or uniform_sampler(len(train), data_seed)
   epoch_len = len(sampler(0))
-  trainer = Trainer(method, static, epoch_len, features_fn, mesh, exact_members)
+  trainer = Trainer(method, static, epoch_len, features_fn, mesh)
   total = max_steps if max_steps is not None else trainer.total
   batch_size = min(static.batch_size, epoch_len)
   chunk = max(1, min(chunk, total))

@@ -32,28 +32,6 @@ def stack_members(trees: list):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def over_members(fn, in_axes: tuple, exact: bool | None = None):
-  """`fn` of one member, over the leading M axis of the arguments whose `in_axes` entry is 0 (None: shared).
-
-  exact: the members are unrolled, each an unbatched program inside the compiled one, so its numbers are
-  bitwise those of a run of its own (M = 1) whichever chunk it shares; compiling takes longer as M grows (a
-  `lax.map` loop would compile once, but XLA:CPU rounds its body differently from the same program
-  unlooped). Not exact: one `jax.vmap` program, whose batched kernels round differently, which long
-  training amplifies (README, Sweeps). None: exact on the CPU backend (as fast once compiled), vmapped on
-  accelerators (where M programs one after another would cost speed).
-  """
-  batched = jax.vmap(fn, in_axes=in_axes)
-
-  def mapped(*args):
-    m = jax.tree.leaves([a for a, ax in zip(args, in_axes) if ax is not None])[0].shape[0]
-    if m > 1 and not (jax.default_backend() == "cpu" if exact is None else exact):
-      return batched(*args)
-    return stack_members([fn(*(index_member(a, i) if ax is not None else a for a, ax in zip(args, in_axes)))
-                          for i in range(m)])
-
-  return mapped
-
-
 def keep_if_finite(new: TrainState, old: TrainState, loss) -> TrainState:
   """Freezes a member whose loss or state became non-finite; the others are unaffected."""
   finite = jnp.isfinite(loss)

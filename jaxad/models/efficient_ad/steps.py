@@ -29,7 +29,7 @@ from jaxad.models.efficient_ad.loss import efficient_ad_losses
 from jaxad.models.efficient_ad.model import build_networks, imagenet_normalize
 from jaxad.models.method import Method
 from jaxad.train import optim
-from jaxad.train.state import TrainState, over_members
+from jaxad.train.state import TrainState
 
 _STATS_BATCH = 16
 
@@ -226,8 +226,8 @@ def _pad_maps(static: cfg.Static) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _calibration_fns(static: cfg.Static, exact: bool | None):
-  """jit(over members) of (state, images) → post-processed maps, and of (maps, hp) → the four quantiles."""
+def _calibration_fns(static: cfg.Static):
+  """jit(vmap) of (state, images) → post-processed maps, and of (maps, hp) → the four quantiles."""
   size = tuple(static.image_size)
 
   def processed(state, images):
@@ -239,15 +239,13 @@ def _calibration_fns(static: cfg.Static, exact: bool | None):
     qa_ae, qb_ae = norm.map_quantiles(map_ae, hp.quantile_a, hp.quantile_b)
     return dict(qa_st=qa_st, qb_st=qb_st, qa_ae=qa_ae, qb_ae=qb_ae)
 
-  return (jax.jit(over_members(processed, (0, None), exact)),
-          jax.jit(over_members(quantiles, (0, 0, 0), exact)))
+  return jax.jit(jax.vmap(processed, in_axes=(0, None))), jax.jit(jax.vmap(quantiles))
 
 
-def calibrate(static: cfg.Static, states_M: TrainState, hps_M, val, batch_size: int = _STATS_BATCH,
-              exact: bool | None = None) -> TrainState:
+def calibrate(static: cfg.Static, states_M: TrainState, hps_M, val, batch_size: int = _STATS_BATCH) -> TrainState:
   """q_a, q_b of the ST and AE maps over the validation images, per member (the quantile inputs
-  are the maps as post-processed: resized for "anomalib", raw for "nelson"); `exact`: as `over_members`."""
-  fn, quantiles = _calibration_fns(static, exact)
+  are the maps as post-processed: resized for "anomalib", raw for "nelson")."""
+  fn, quantiles = _calibration_fns(static)
   parts = [jax.device_get(fn(states_M, jnp.asarray(val.image[i:i + batch_size])))
            for i in range(0, len(val.image), batch_size)]
   st = jnp.asarray(np.concatenate([p[0] for p in parts], axis=1))
