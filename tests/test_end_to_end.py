@@ -142,9 +142,9 @@ def test_compiling_commands_keep_a_persistent_compilation_cache(tmp_path, monkey
 
 def test_simplenet_sweeps_like_separate_runs(tmp_path, embedded_root, capsys):
   """SimpleNet's protocol options need its own runner; without them it sweeps on the shared engine. Member 1
-  equals the separate run of its seed: kernels to float rounding and the same image AUROC. Biases in front
-  of a BatchNorm get gradients that are rounding noise (the BatchNorm cancels them), which Adam turns into
-  steps of ±lr: they may differ by up to lr × steps, and the outputs by float rounding."""
+  equals the separate run of its seed: kernels to float rounding and the same image AUROC; with --exact, bit
+  for bit. Biases in front of a BatchNorm get gradients that are rounding noise (the BatchNorm cancels them),
+  which Adam turns into steps of ±lr: they may differ by up to lr × steps, and the outputs by float rounding."""
   import jax
   import numpy as np
   from jaxad.run import load_trained
@@ -162,6 +162,17 @@ def test_simplenet_sweeps_like_separate_runs(tmp_path, embedded_root, capsys):
   single = json.loads((tmp_path / "fit" / "brick" / "report.json").read_text())[0]
   assert rows[1]["image_auroc"] == pytest.approx(single["image_auroc"], abs=1e-6)
   assert rows[1]["pixel_auroc"] == pytest.approx(single["pixel_auroc"], abs=2e-3)
+
+  # --exact: each member runs fit's own program (one member, one device), so member 1 is the fit bit for bit.
+  assert main(["sweep", *common, "--workdir", str(tmp_path / "exact"), "--grid", "seed=0,1", "--exact"]) == 0
+  plan = json.loads((tmp_path / "exact" / "sweep.json").read_text())["points"]["0"]["groups"]
+  assert [(g["members"], g["slots"], g["devices"]) for g in plan] == [([0], 1, 1), ([1], 1, 1)]
+  exact = load_trained(tmp_path / "exact" / "p0c1" / "brick")[3]
+  for a, b in zip(jax.tree.leaves(exact), jax.tree.leaves(load_trained(tmp_path / "fit" / "brick")[3])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  exact_rows = json.loads((tmp_path / "exact" / "sweep_results.json").read_text())
+  from jaxad.evaluate.report import METRIC_ORDER
+  assert {k: exact_rows[1][k] for k in METRIC_ORDER if k in single} == {k: single[k] for k in METRIC_ORDER if k in single}
   capsys.readouterr()
   assert main(["sweep", *common, "--workdir", str(tmp_path / "protocol"), "--grid", "seed=0,1",
                "--set", "select_on_test=true"]) == 2

@@ -459,10 +459,13 @@ def test_a_rerun_never_reports_results_of_other_settings(embedded_root, tmp_path
   assert run_lib.run(_run_cfg(embedded_root, fit_dir, max_steps=3), {}, log=QUIET) == rows
 
 
-def test_sweep_cli_refuses_zero_members_per_chunk(embedded_root, tmp_path, capsys):
+def test_sweep_cli_refuses_bad_chunk_sizes(embedded_root, tmp_path, capsys):
   assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "seed=0:2",
                "--members-per-chunk", "0", "--workdir", str(tmp_path / "zero")]) == 2
   assert "--members-per-chunk must be at least 1, got 0" in capsys.readouterr().err
+  assert main(["sweep", "--data", str(embedded_root), "--model", "toy_sweep", "--grid", "seed=0:2", "--exact",
+               "--members-per-chunk", "2", "--workdir", str(tmp_path / "exact")]) == 2
+  assert "--exact trains one member at a time" in capsys.readouterr().err
 
 
 def test_a_group_planned_for_more_devices_than_present_runs_on_one():

@@ -39,6 +39,10 @@ def register(subparsers) -> None:
                  help="memory per device for the chunk size (default: the device's free memory; the CPU backend "
                       "reports none, so without this flag a CPU sweep is one chunk)")
   p.add_argument("--no-shard", action="store_true", help="keep each chunk on one device")
+  p.add_argument("--exact", action="store_true",
+                 help="train the members one after another, each with `jaxad fit`'s own compiled program (compiled "
+                      "once, on one device): every member equals `jaxad fit` of its setting bit for bit, at the speed "
+                      "of separate runs (a vmapped chunk rounds differently, which long training amplifies)")
   p.add_argument("--select", default=None, help="metric that picks the best member per category and, with seeds "
                  "swept, the best setting by its mean over seeds (image_auroc)")
   p.add_argument("--distributed", action="store_true",
@@ -74,11 +78,13 @@ def main(args) -> int:
   if "overlays" not in config_lib.parse_set_args(args.set):
     run = dataclasses.replace(run, overlays=0)  # M × 12 pictures per category: only on request
   budget_gb = args.memory_budget if args.memory_budget is not None else section.get("memory_budget_gb")
+  if args.exact and args.members_per_chunk not in (None, 1):
+    raise ConfigError(f"--exact trains one member at a time; it cannot take --members-per-chunk {args.members_per_chunk}")
   options = SweepOptions(
-      members_per_chunk=(args.members_per_chunk if args.members_per_chunk is not None
+      members_per_chunk=(1 if args.exact else args.members_per_chunk if args.members_per_chunk is not None
                          else section.get("members_per_chunk")),
       memory_budget_bytes=None if budget_gb is None else int(float(budget_gb) * 2**30),
-      shard=not args.no_shard and section.get("shard", True),
+      shard=not args.exact and not args.no_shard and section.get("shard", True),
       select=args.select or section.get("select", "image_auroc"), processes=processes)
   if options.select not in METRIC_ORDER:
     raise ConfigError(f"--select {options.select!r} is not a metric; choose one of {', '.join(METRIC_ORDER)}")
