@@ -1,0 +1,129 @@
+"""Is a sweep member its run alone? `jaxad sweep --exact` (and a vmapped chunk) against `jaxad fit`, leaf by leaf.
+
+Usage:  python benchmarks/exact_members.py --config experiments/supersimplenet_embedded.py:128 --category chip \
+            --grid noise_std=1.6 --seeds 2 [--vmapped] [--workdir /tmp/jaxad_exact] \
+            [--out benchmarks/results/exact_members_ssn_128px_chip_cpu]
+
+Runs three commands (each skips or resumes what its folder under --workdir already holds):
+`jaxad fit --config C --category X` (the config's own seed S), `jaxad sweep --config C --grid G --grid
+seed=S,…,S+N-1 --exact`, and with --vmapped the same sweep as one vmapped chunk. Then compares the fit's final
+checkpoint with the member of each sweep that has the fit's seed: for every state leaf (parameters,
+BatchNorm statistics, optimiser state) whether it is bitwise equal and its largest absolute difference,
+grouped by the leaf's top two path levels, and the test metrics of the three. Writes OUT.json and OUT.md;
+"wall s" is each command's time in this script's run (a folder finished earlier is only read back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLI = "import sys; from jaxad.cli import main; sys.exit(main(sys.argv[1:]))"
+METRICS = ("image_auroc", "image_auroc_map_max", "pixel_auroc", "pixel_ap", "aupro")
+
+
+def run_cli(args: list[str]) -> float:
+  """Runs `jaxad ARGS` in a fresh process; returns its wall seconds."""
+  print("$ jaxad", " ".join(args), flush=True)
+  t0 = time.perf_counter()
+  subprocess.run([sys.executable, "-c", CLI, *args], check=True)
+  return time.perf_counter() - t0
+
+
+def fit_state(category_dir: Path):
+  from jaxad.run import load_trained
+  from jaxad.train.state import index_member
+  return index_member(load_trained(category_dir)[3], 0)
+
+
+def member_state(sweep_dir: Path, member: int, category: str):
+  from jaxad.run import load_trained
+  from jaxad.sweep.runner import member_location
+  from jaxad.train.state import index_member
+  group_dir, slot = member_location(sweep_dir, member)
+  return index_member(load_trained(group_dir / category)[3], slot)
+
+
+def compare(a, b) -> list[dict]:
+  """Per group of leaves (top two path levels): leaves, how many are bitwise equal, largest |a − b|."""
+  import jax
+  groups: dict[str, dict] = {}
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    keys = [getattr(k, "name", None) or str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+    name = "/".join(keys[:2])
+    x, y = np.asarray(x), np.asarray(y)
+    g = groups.setdefault(name, {"leaves": 0, "bitwise_equal": 0, "max_abs_diff": 0.0})
+    g["leaves"] += 1
+    g["bitwise_equal"] += int(np.array_equal(x, y, equal_nan=True))
+    if x.dtype.kind == "f":
+      g["max_abs_diff"] = max(g["max_abs_diff"], float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size else 0.0)
+  return [{"leaves_of": k, **v} for k, v in groups.items()]
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--config", required=True)
+  p.add_argument("--category", required=True)
+  p.add_argument("--grid", action="append", default=[], help="extra --grid of both sweeps (e.g. noise_std=1.6)")
+  p.add_argument("--seeds", type=int, default=2, help="the sweeps' members: the fit's seed S, S+1, …, S+N-1")
+  p.add_argument("--vmapped", action="store_true", help="also the sweep as one vmapped chunk")
+  p.add_argument("--max-steps", type=int, default=None)
+  p.add_argument("--workdir", type=Path, default=Path("/tmp/jaxad_exact"))
+  p.add_argument("--out", type=Path, default=None, help="OUT.json / OUT.md (default: print only)")
+  args = p.parse_args()
+
+  from jaxad import provenance
+  common = ["--config", args.config, "--category", args.category, "--no-progress"]
+  common += ["--max-steps", str(args.max_steps)] if args.max_steps else []
+  dirs = {"fit": "fit", "sweep --exact": "exact", "sweep (vmapped chunk)": "vmapped"}
+  seconds = {"fit": run_cli(["fit", *common, "--workdir", str(args.workdir / "fit")])}
+  fit_dir = args.workdir / "fit" / args.category
+  seed = json.loads((fit_dir / "config.json").read_text())["hparams"]["seed"][0]
+  grid = [a for g in args.grid for a in ("--grid", g)]
+  grid += ["--grid", "seed=" + ",".join(str(seed + i) for i in range(args.seeds))]  # the fit's seed first
+  arms = {"sweep --exact": ["sweep", *common, *grid, "--exact"]}
+  if args.vmapped:
+    arms["sweep (vmapped chunk)"] = ["sweep", *common, *grid, "--members-per-chunk", str(args.seeds), "--no-shard"]
+  seconds.update({arm: run_cli([*cmd, "--workdir", str(args.workdir / dirs[arm])]) for arm, cmd in arms.items()})
+
+  reference = fit_state(fit_dir)
+  rows = [{"arm": "fit", "member": 0, "seed": seed, "wall_s": round(seconds["fit"], 1),
+           **{k: json.loads((fit_dir / "report.json").read_text())[0].get(k) for k in METRICS}}]
+  details = {}
+  for arm in arms:
+    sweep_dir = args.workdir / dirs[arm]
+    result = next(r for r in json.loads((sweep_dir / "sweep_results.json").read_text())
+                  if r["seed"] == seed and r["category"] == args.category)
+    groups = compare(member_state(sweep_dir, result["member"], args.category), reference)
+    details[arm] = groups
+    rows.append({"arm": arm, "member": result["member"], "seed": seed, "wall_s": round(seconds[arm], 1),
+                 **{k: result.get(k) for k in METRICS},
+                 "leaves_bitwise_equal": f"{sum(g['bitwise_equal'] for g in groups)}/{sum(g['leaves'] for g in groups)}",
+                 "max_abs_diff": max(g["max_abs_diff"] for g in groups)})
+  record = {"command": "python " + " ".join(sys.argv), "provenance": provenance.collect(), "rows": rows,
+            "leaf_groups": details}
+  lines = ["| arm | member | seed | leaves bitwise equal to fit | max abs diff | wall s | "
+           + " | ".join(METRICS) + " |", "|---" * (6 + len(METRICS)) + "|"]
+  for r in rows:
+    lines.append(f"| {r['arm']} | {r['member']} | {r['seed']} | {r.get('leaves_bitwise_equal', '–')} | "
+                 f"{format(r['max_abs_diff'], '.3g') if 'max_abs_diff' in r else '–'} | {r['wall_s']} | "
+                 + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else "–" for k in METRICS) + " |")
+  for arm, groups in details.items():
+    lines += ["", f"{arm}, by leaf group:", "", "| leaves of | leaves | bitwise equal | max abs diff |", "|---|---|---|---|"]
+    lines += [f"| {g['leaves_of']} | {g['leaves']} | {g['bitwise_equal']} | {g['max_abs_diff']:.3g} |" for g in groups]
+  table = "\n".join(lines)
+  print(table)
+  if args.out:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    args.out.with_suffix(".md").write_text(f"`{record['command']}`\n\n{table}\n")
+
+
+if __name__ == "__main__":
+  main()
