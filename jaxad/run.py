@@ -93,11 +93,13 @@ def load_splits(run: RunConfig, method, static, category: str | None) -> dict:
 
 
 def run_category(run: RunConfig, method, static, hps_M, category: str | None, log=print, *, workdir=None,
-                 splits: dict | None = None, frozen=None, mesh=None, raise_non_finite: bool = True) -> list[dict]:
+                 splits: dict | None = None, frozen=None, mesh=None, raise_non_finite: bool = True,
+                 shared_features: dict | None = None) -> list[dict]:
   """Trains M members on one category, fits validation statistics, evaluates on test.
 
-  Sweeps (jaxad.sweep) pass their member chunk's `workdir`, the `splits` and `frozen` features
-  shared by its chunks, the device `mesh` and `raise_non_finite=False` (frozen members are reported).
+  Sweeps (jaxad.sweep) pass their member chunk's `workdir`, the `splits`, `frozen` backbone and cached train
+  features (`shared_features`, see `loop.fit`) shared by its chunks, the device `mesh` and
+  `raise_non_finite=False` (frozen members are reported).
   """
   label = category or "default"  # a dataset of one category
   workdir = Path(workdir) if workdir is not None else Path(run.workdir) / label
@@ -115,7 +117,8 @@ def run_category(run: RunConfig, method, static, hps_M, category: str | None, lo
   log(f"[{label}] training {method.name} ({int(np.shape(hps_M.seed)[0])} member(s)) on {len(train)} images")
   states = loop.fit(method, static, hps_M, train, workdir, data_seed=run.data_seed, max_steps=run.max_steps,
                     chunk=run.chunk, ckpt_every=run.ckpt_every, progress=run.progress, config_record=record,
-                    frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite, on_start=start)
+                    frozen=frozen, mesh=mesh, raise_non_finite=raise_non_finite, on_start=start,
+                    shared_features=shared_features)
   features_fn, frozen_vars = frozen
   predict_fn = evaluator.make_predict_fn(method, static, features_fn, tuple(static.image_size), mesh)
 

@@ -244,6 +244,16 @@ def test_chunked_equals_one_program(reference, chunked):
     _assert_states_close(_member_params(workdir, m), _member_params(ref_dir, m))
 
 
+def test_chunks_of_a_category_share_its_train_features(embedded_root, tmp_path, monkeypatch, reference):
+  """The frozen features of the train split are computed once per category, not once per chunk."""
+  from jaxad.train import loop
+  calls, real = [], loop.compute_features
+  monkeypatch.setattr(loop, "compute_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+  rows = _sweep(embedded_root, tmp_path / "chunks", shard=False, members_per_chunk=2)
+  assert len({r["group"] for r in rows}) == 3 and len(calls) == 1
+  _assert_rows_equal(rows, reference[1])
+
+
 def test_sharded_equals_unsharded(embedded_root, tmp_path, reference):
   assert len(jax.local_devices()) == 4
   ref_dir, ref_rows = reference

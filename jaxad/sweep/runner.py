@@ -1,6 +1,7 @@
 """Runs a sweep: static points one after another, each as member chunks trained as one vmapped program.
 
-Per static point: the frozen backbone is built once; the chunk size is the largest M that
+Per static point: the frozen backbone is built once, and each category's train features (when the engine
+caches them) are computed once for all chunks; the chunk size is the largest M that
 fits the device (jaxad.sweep.memory, on the point's first category) unless given; each chunk
 (a `Group`) is trained and evaluated by `jaxad.run.run_category` with its M axis split over
 the local devices (a 1-D mesh "members"), the splits loaded once per category and shared by
@@ -119,13 +120,15 @@ def run_sweep(run_cfg, overrides: dict[str, str], grid: dict[str, list[str]], op
                                               point.static, group_hps[g.name])]
       if todo and category not in splits:
         splits = {category: load_splits(run_cfg, method, point.static, category)}  # one category in memory
+      train_features = {}  # the point's cached train features of this category: computed once for its chunks
       for group in todo:
         hps_M = group_hps[group.name]
         mesh = _mesh(group, options.shard, log)
         log(f"[{category}] group {group.name}: members {_span(group.members)} "
             f"({group.slots} slots on {group.devices} device(s))")
         run_category(dataclasses.replace(run_cfg, workdir=str(workdir / group.dir)), method, point.static, hps_M,
-                     category, log=log, splits=splits[category], frozen=frozen, mesh=mesh, raise_non_finite=False)
+                     category, log=log, splits=splits[category], frozen=frozen, mesh=mesh, raise_non_finite=False,
+                     shared_features=train_features)
 
   if n_proc > 1:
     pending = [d for d, static, hps_M in everyone if not finished(d, run_cfg, method, static, hps_M)]

@@ -274,7 +274,8 @@ def host_arrays(train: SplitData) -> dict[str, np.ndarray]:
 def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_seed: int = 0,
         max_steps: int | None = None, chunk: int = 25, ckpt_every: int = 500, progress: bool = True,
         config_record: dict | None = None, frozen=None, cache_budget_bytes: int = CACHE_BUDGET_BYTES,
-        mesh: jax.sharding.Mesh | None = None, raise_non_finite: bool = True, on_start=None) -> TrainState:
+        mesh: jax.sharding.Mesh | None = None, raise_non_finite: bool = True, on_start=None,
+        shared_features: dict | None = None) -> TrainState:
   """Trains M members on `train` and returns their stacked final states (resuming if possible).
 
   Args:
@@ -298,6 +299,8 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
       sweeps pass False and report frozen members instead.
     on_start: called once the checkpoint (if any) is known to resume this run, before anything is
       written: a refused resume leaves the run folder as it was.
+    shared_features: a dict kept by the caller for runs of the same static config and train split (a sweep's
+      chunks of one category): the first run stores the cached train features there, the others reuse them.
   """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -319,7 +322,12 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   host = host_arrays(train)
   if cached:
     cache = {k: jnp.asarray(v) for k, v in host.items() if k != "image"}
-    cache["feats"] = compute_features(trainer.features, frozen_vars, train.image)
+    if shared_features is not None and "train" in shared_features:
+      cache["feats"] = shared_features["train"]
+    else:
+      cache["feats"] = compute_features(trainer.features, frozen_vars, train.image)
+      if shared_features is not None:
+        shared_features["train"] = cache["feats"]
   states = trainer.init_states(hps_M, example)
   stream = method.step_inputs(static, data_seed) if method.step_inputs is not None else None
 
