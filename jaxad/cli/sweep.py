@@ -8,10 +8,11 @@ rates, weight decays, loss margins, seed) are stacked on the M axis of one compi
 frozen backbone features are computed once per batch and shared. `Static` fields (image size,
 backbone, head widths, epochs…) make one program per value ("static point"). Each point's
 members are trained in chunks of the largest M that fits the device, each chunk's M axis split
-over the local devices. Writes sweep_results.{csv,md,json} (every member's hyperparameters and
-metrics), sweep_best.* (best member per category by --select, a test-split metric),
-sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds, the best by its mean)
-and plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
+over the local devices; `--exact` trains the members one at a time with `jaxad fit`'s program
+instead, bit for bit as their runs alone. Writes sweep_results.{csv,md,json} (every member's
+hyperparameters and metrics), sweep_best.* (best member per category by --select, a test-split
+metric), sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds, the best by
+its mean) and plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
 Running the same command again resumes an interrupted sweep.
 """
 
