@@ -322,12 +322,10 @@ def fit(method, static, hps_M, train: SplitData, workdir: str | Path, *, data_se
   host = host_arrays(train)
   if cached:
     cache = {k: jnp.asarray(v) for k, v in host.items() if k != "image"}
-    if shared_features is not None and "train" in shared_features:
-      cache["feats"] = shared_features["train"]
-    else:
-      cache["feats"] = compute_features(trainer.features, frozen_vars, train.image)
-      if shared_features is not None:
-        shared_features["train"] = cache["feats"]
+    shared_features = {} if shared_features is None else shared_features
+    if "train" not in shared_features:
+      shared_features["train"] = compute_features(trainer.features, frozen_vars, train.image)
+    cache["feats"] = shared_features["train"]
   states = trainer.init_states(hps_M, example)
   stream = method.step_inputs(static, data_seed) if method.step_inputs is not None else None
 
