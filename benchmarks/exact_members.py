@@ -36,18 +36,12 @@ def run_cli(args: list[str]) -> float:
   return time.perf_counter() - t0
 
 
-def fit_state(category_dir: Path):
-  from jaxad.run import load_trained
+def trained_member(workdir: Path, category: str, member: int):
+  """The final state of `member` of the run or sweep in `workdir` (a sweep: its global member number)."""
+  from jaxad.run import find_member, load_trained
   from jaxad.train.state import index_member
-  return index_member(load_trained(category_dir)[3], 0)
-
-
-def member_state(sweep_dir: Path, member: int, category: str):
-  from jaxad.run import load_trained
-  from jaxad.sweep.runner import member_location
-  from jaxad.train.state import index_member
-  group_dir, slot = member_location(sweep_dir, member)
-  return index_member(load_trained(group_dir / category)[3], slot)
+  category_dir, slot, _ = find_member(workdir, category, member)
+  return index_member(load_trained(category_dir)[3], slot)
 
 
 def compare(a, b) -> list[dict]:
@@ -62,7 +56,8 @@ def compare(a, b) -> list[dict]:
     g["leaves"] += 1
     g["bitwise_equal"] += int(np.array_equal(x, y, equal_nan=True))
     if x.dtype.kind == "f":
-      g["max_abs_diff"] = max(g["max_abs_diff"], float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size else 0.0)
+      diff = float(np.nanmax(np.abs(x.astype(np.float64) - y))) if x.size else 0.0
+      g["max_abs_diff"] = max(g["max_abs_diff"], diff)
   return [{"leaves_of": k, **v} for k, v in groups.items()]
 
 
@@ -92,7 +87,7 @@ def main() -> None:
     arms["sweep (vmapped chunk)"] = ["sweep", *common, *grid, "--members-per-chunk", str(args.seeds), "--no-shard"]
   seconds.update({arm: run_cli([*cmd, "--workdir", str(args.workdir / dirs[arm])]) for arm, cmd in arms.items()})
 
-  reference = fit_state(fit_dir)
+  reference = trained_member(args.workdir / "fit", args.category, 0)
   rows = [{"arm": "fit", "member": 0, "seed": seed, "wall_s": round(seconds["fit"], 1),
            **{k: json.loads((fit_dir / "report.json").read_text())[0].get(k) for k in METRICS}}]
   details = {}
@@ -100,11 +95,12 @@ def main() -> None:
     sweep_dir = args.workdir / dirs[arm]
     result = next(r for r in json.loads((sweep_dir / "sweep_results.json").read_text())
                   if r["seed"] == seed and r["category"] == args.category)
-    groups = compare(member_state(sweep_dir, result["member"], args.category), reference)
+    groups = compare(trained_member(sweep_dir, args.category, result["member"]), reference)
     details[arm] = groups
     rows.append({"arm": arm, "member": result["member"], "seed": seed, "wall_s": round(seconds[arm], 1),
                  **{k: result.get(k) for k in METRICS},
-                 "leaves_bitwise_equal": f"{sum(g['bitwise_equal'] for g in groups)}/{sum(g['leaves'] for g in groups)}",
+                 "leaves_bitwise_equal": (f"{sum(g['bitwise_equal'] for g in groups)}/"
+                                          f"{sum(g['leaves'] for g in groups)}"),
                  "max_abs_diff": max(g["max_abs_diff"] for g in groups)})
   record = {"command": "python " + " ".join(sys.argv), "provenance": provenance.collect(), "rows": rows,
             "leaf_groups": details}
@@ -115,7 +111,8 @@ def main() -> None:
                  f"{format(r['max_abs_diff'], '.3g') if 'max_abs_diff' in r else '–'} | {r['wall_s']} | "
                  + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else "–" for k in METRICS) + " |")
   for arm, groups in details.items():
-    lines += ["", f"{arm}, by leaf group:", "", "| leaves of | leaves | bitwise equal | max abs diff |", "|---|---|---|---|"]
+    lines += ["", f"{arm}, by leaf group:", "", "| leaves of | leaves | bitwise equal | max abs diff |",
+              "|---|---|---|---|"]
     lines += [f"| {g['leaves_of']} | {g['leaves']} | {g['bitwise_equal']} | {g['max_abs_diff']:.3g} |" for g in groups]
   table = "\n".join(lines)
   print(table)

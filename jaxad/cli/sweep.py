@@ -12,7 +12,8 @@ over the local devices; `--exact` trains the members one at a time with `jaxad f
 instead, bit for bit as their runs alone. Writes sweep_results.{csv,md,json} (every member's
 hyperparameters and metrics), sweep_best.* (best member per category by --select, a test-split
 metric), sweep_seeds.* (with seed swept: each setting's mean ± std over its seeds, the best by
-its mean) and plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` / `jaxad predict`.
+its mean) and plots/*.png; `jaxad extract` turns one member into a run for `jaxad test` /
+`jaxad predict`.
 Running the same command again resumes an interrupted sweep.
 """
 
@@ -80,7 +81,8 @@ def main(args) -> int:
     run = dataclasses.replace(run, overlays=0)  # M × 12 pictures per category: only on request
   budget_gb = args.memory_budget if args.memory_budget is not None else section.get("memory_budget_gb")
   if args.exact and args.members_per_chunk not in (None, 1):
-    raise ConfigError(f"--exact trains one member at a time; it cannot take --members-per-chunk {args.members_per_chunk}")
+    raise ConfigError("--exact trains one member at a time; it cannot take --members-per-chunk "
+                      f"{args.members_per_chunk}")
   options = SweepOptions(
       members_per_chunk=(1 if args.exact else args.members_per_chunk if args.members_per_chunk is not None
                          else section.get("members_per_chunk")),
