@@ -1,12 +1,15 @@
-"""Is a sweep member its run alone? `jaxad sweep --exact` (and a vmapped chunk) against `jaxad fit`, leaf by leaf.
+"""Is a sweep member its run alone? `jaxad sweep --exact` (and other arms) against `jaxad fit`, leaf by leaf.
 
 Usage:  python benchmarks/exact_members.py --config experiments/supersimplenet_embedded.py:128 --category chip \
-            --grid noise_std=1.6 --seeds 2 [--vmapped] [--workdir /tmp/jaxad_exact] \
+            --grid noise_std=1.6 --seeds 2 [--vmapped] [--sharded D] [--processes P] [--workdir /tmp/jaxad_exact] \
             [--out benchmarks/results/exact_members_ssn_128px_chip_cpu]
 
-Runs three commands (each skips or resumes what its folder under --workdir already holds):
+Runs these commands (each skips or resumes what its folder under --workdir already holds):
 `jaxad fit --config C --category X` (the config's own seed S), `jaxad sweep --config C --grid G --grid
-seed=S,…,S+N-1 --exact`, and with --vmapped the same sweep as one vmapped chunk. Then compares the fit's final
+seed=S,…,S+N-1 --exact`; with --vmapped the same sweep as one vmapped chunk on one device; with --sharded D
+in chunks of D split over D devices, one member per device (on the CPU, D forced host devices); with
+--processes P as --exact split over P processes started at once (`--num-processes P --process-id p`; on a
+GPU host each should see its own device, e.g. through CUDA_VISIBLE_DEVICES). Then compares the fit's final
 checkpoint with the member of each sweep that has the fit's seed: for every state leaf (parameters,
 BatchNorm statistics, optimiser state) whether it is bitwise equal and its largest absolute difference,
 grouped by the leaf's top two path levels, and the test metrics of the three. Writes OUT.json and OUT.md;
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,11 +32,16 @@ CLI = "import sys; from jaxad.cli import main; sys.exit(main(sys.argv[1:]))"
 METRICS = ("image_auroc", "image_auroc_map_max", "pixel_auroc", "pixel_ap", "aupro")
 
 
-def run_cli(args: list[str]) -> float:
-  """Runs `jaxad ARGS` in a fresh process; returns its wall seconds."""
-  print("$ jaxad", " ".join(args), flush=True)
+def run_cli(*commands: list[str], env: dict | None = None) -> float:
+  """Runs each `jaxad ARGS` in a fresh process, all at once; returns the wall seconds until the last ends."""
   t0 = time.perf_counter()
-  subprocess.run([sys.executable, "-c", CLI, *args], check=True)
+  procs = []
+  for args in commands:
+    print("$ jaxad", " ".join(args), flush=True)
+    procs.append(subprocess.Popen([sys.executable, "-c", CLI, *args], env=env))
+  for proc, args in zip(procs, commands):
+    if proc.wait() != 0:
+      raise SystemExit(f"jaxad {' '.join(args)} failed (exit {proc.returncode})")
   return time.perf_counter() - t0
 
 
@@ -68,6 +77,9 @@ def main() -> None:
   p.add_argument("--grid", action="append", default=[], help="extra --grid of both sweeps (e.g. noise_std=1.6)")
   p.add_argument("--seeds", type=int, default=2, help="the sweeps' members: the fit's seed S, S+1, …, S+N-1")
   p.add_argument("--vmapped", action="store_true", help="also the sweep as one vmapped chunk")
+  p.add_argument("--sharded", type=int, default=0, metavar="D",
+                 help="also the sweep in chunks of D members on D devices, one each (CPU: D forced host devices)")
+  p.add_argument("--processes", type=int, default=0, metavar="P", help="also --exact split over P processes")
   p.add_argument("--max-steps", type=int, default=None)
   p.add_argument("--workdir", type=Path, default=Path("/tmp/jaxad_exact"))
   p.add_argument("--out", type=Path, default=None, help="OUT.json / OUT.md (default: print only)")
@@ -76,16 +88,29 @@ def main() -> None:
   from jaxad import provenance
   common = ["--config", args.config, "--category", args.category, "--no-progress"]
   common += ["--max-steps", str(args.max_steps)] if args.max_steps else []
-  dirs = {"fit": "fit", "sweep --exact": "exact", "sweep (vmapped chunk)": "vmapped"}
+  dirs = {"fit": "fit", "sweep --exact": "exact", "sweep (vmapped chunk)": "vmapped",
+          f"sweep (one member per device, {args.sharded} devices)": f"sharded{args.sharded}",
+          f"sweep --exact, {args.processes} processes": f"exact_{args.processes}_processes"}
   seconds = {"fit": run_cli(["fit", *common, "--workdir", str(args.workdir / "fit")])}
   fit_dir = args.workdir / "fit" / args.category
   seed = json.loads((fit_dir / "config.json").read_text())["hparams"]["seed"][0]
   grid = [a for g in args.grid for a in ("--grid", g)]
   grid += ["--grid", "seed=" + ",".join(str(seed + i) for i in range(args.seeds))]  # the fit's seed first
-  arms = {"sweep --exact": ["sweep", *common, *grid, "--exact"]}
+  exact = ["sweep", *common, *grid, "--exact"]
+  arms = {"sweep --exact": [exact]}  # arm: its commands, run at once (and the environment of them all)
+  env = {}
   if args.vmapped:
-    arms["sweep (vmapped chunk)"] = ["sweep", *common, *grid, "--members-per-chunk", str(args.seeds), "--no-shard"]
-  seconds.update({arm: run_cli([*cmd, "--workdir", str(args.workdir / dirs[arm])]) for arm, cmd in arms.items()})
+    arms["sweep (vmapped chunk)"] = [["sweep", *common, *grid, "--members-per-chunk", str(args.seeds), "--no-shard"]]
+  if args.sharded:
+    arm = f"sweep (one member per device, {args.sharded} devices)"
+    arms[arm] = [["sweep", *common, *grid, "--members-per-chunk", str(args.sharded)]]
+    env[arm] = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
+                                            f" --xla_force_host_platform_device_count={args.sharded}").strip()}
+  if args.processes:
+    arms[f"sweep --exact, {args.processes} processes"] = [
+        [*exact, "--num-processes", str(args.processes), "--process-id", str(p)] for p in range(args.processes)]
+  for arm, commands in arms.items():
+    seconds[arm] = run_cli(*[[*c, "--workdir", str(args.workdir / dirs[arm])] for c in commands], env=env.get(arm))
 
   reference = trained_member(args.workdir / "fit", args.category, 0)
   rows = [{"arm": "fit", "member": 0, "seed": seed, "wall_s": round(seconds["fit"], 1),
