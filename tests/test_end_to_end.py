@@ -163,8 +163,13 @@ def test_simplenet_sweeps_like_separate_runs(tmp_path, embedded_root, capsys):
   assert rows[1]["image_auroc"] == pytest.approx(single["image_auroc"], abs=1e-6)
   assert rows[1]["pixel_auroc"] == pytest.approx(single["pixel_auroc"], abs=2e-3)
 
-  # --exact: each member runs fit's own program (one member, one device), so member 1 is the fit bit for bit.
-  assert main(["sweep", *common, "--workdir", str(tmp_path / "exact"), "--grid", "seed=0,1", "--exact"]) == 0
+  # --exact: each member runs fit's own program (one member, one device), so member 1 is the fit bit for bit;
+  # split over two processes (here one after the other), as on a host with a process per device.
+  capsys.readouterr()
+  for process in ("1", "0"):
+    assert main(["sweep", *common, "--workdir", str(tmp_path / "exact"), "--grid", "seed=0,1", "--exact",
+                 "--num-processes", "2", "--process-id", process]) == 0
+  assert "trains on one of the 4 devices it sees" in capsys.readouterr().err  # conftest forces 4 CPU devices
   plan = json.loads((tmp_path / "exact" / "sweep.json").read_text())["points"]["0"]["groups"]
   assert [(g["members"], g["slots"], g["devices"]) for g in plan] == [([0], 1, 1), ([1], 1, 1)]
   exact = load_trained(tmp_path / "exact" / "p0c1" / "brick")[3]

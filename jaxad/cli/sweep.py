@@ -95,6 +95,12 @@ def main(args) -> int:
     raise ConfigError(f"--members-per-chunk must be at least 1, got {options.members_per_chunk}")
   if budget_gb is not None and float(budget_gb) <= 0:
     raise ConfigError(f"--memory-budget must be positive (GB), got {budget_gb}")
+  if args.exact:
+    import jax
+    if (n := jax.local_device_count()) > 1:
+      print(f"jaxad sweep --exact: this process trains on one of the {n} devices it sees. To use all, start one "
+            f"process per device, each seeing only its own (e.g. CUDA_VISIBLE_DEVICES=p), with --num-processes {n} "
+            f"--process-id p (README: Sweeps, Exactness)", file=sys.stderr)
   rows = run_sweep(run, overrides, grid, options)
   if rows is None:  # other processes still train; the last to finish writes the tables
     return 0
