@@ -12,7 +12,7 @@ in chunks of D split over D devices, one member per device (on the CPU, D forced
 GPU host each should see its own device, e.g. through CUDA_VISIBLE_DEVICES). Then compares the fit's final
 checkpoint with the member of each sweep that has the fit's seed: for every state leaf (parameters,
 BatchNorm statistics, optimiser state) whether it is bitwise equal and its largest absolute difference,
-grouped by the leaf's top two path levels, and the test metrics of the three. Writes OUT.json and OUT.md;
+grouped by the leaf's top two path levels, and the test metrics of every arm. Writes OUT.json and OUT.md;
 "wall s" is each command's time in this script's run (a folder finished earlier is only read back).
 """
 
